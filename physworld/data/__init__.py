@@ -1,0 +1,1 @@
+"""Data: generation, the columnar dataset store, and import/export of other layouts."""

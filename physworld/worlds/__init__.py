@@ -1,0 +1,1 @@
+"""Worlds: scene specs, the scenario library and the engine that runs them."""

@@ -1,0 +1,3 @@
+"""complex scenarios (being written)."""
+
+SCENARIOS: dict = {}

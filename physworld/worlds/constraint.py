@@ -1,0 +1,3 @@
+"""constraint scenarios (being written)."""
+
+SCENARIOS: dict = {}

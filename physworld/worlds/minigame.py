@@ -1,0 +1,3 @@
+"""minigame scenarios (being written)."""
+
+SCENARIOS: dict = {}

@@ -1,0 +1,3 @@
+"""ramp scenarios (being written)."""
+
+SCENARIOS: dict = {}

@@ -1,0 +1,3 @@
+"""stacking scenarios (being written)."""
+
+SCENARIOS: dict = {}
