@@ -1,0 +1,163 @@
+"""`physworld <verb>`: one command line over the library.
+
+Each verb is a small function that parses nothing itself: argparse hands it a namespace, it calls
+the library, and user mistakes come back as one line on stderr with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in the command's input: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_generate(args) -> int:
+    from physworld.data.generate import GenerateConfig, generate
+
+    config = GenerateConfig(
+        scenario_types=tuple(args.scenario_types),
+        num_scenes_per_type=args.num_scenes_per_type,
+        seed=args.seed,
+        frames_per_scene=args.frames_per_scene,
+        difficulty_range=tuple(args.difficulty_range),
+        scenes_per_shard=args.scenes_per_shard,
+    )
+    manifest = generate(config, args.output_dir, num_workers=args.num_workers, progress=not args.quiet,
+                        fmt=args.format)
+    if args.format == "jsonl":
+        print(f"{config.num_scenes} scenes of {len(config.scenario_types)} types in the guide's JSONL layout "
+              f"-> {args.output_dir}")
+        return 0
+    total = sum(s["bytes"] for s in manifest["shards"])
+    print(f"{manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types in "
+          f"{len(manifest['shards'])} shards ({total / 1e6:.1f} MB) -> {args.output_dir}")
+    return 0
+
+
+def _export_jsonl(store_dir, out_dir, progress=True) -> int:
+    from tqdm.auto import tqdm
+
+    from physworld.data.jsonl import write_scene_file
+    from physworld.data.store import Dataset
+
+    ds = Dataset(store_dir)
+    n = 0
+    for record in tqdm(ds.iter_scenes(), total=len(ds), unit="scene", desc="export", disable=not progress):
+        write_scene_file(record, out_dir)
+        n += 1
+    return n
+
+
+def cmd_export_jsonl(args) -> int:
+    n = _export_jsonl(args.data_dir, args.output_dir, progress=not args.quiet)
+    print(f"{n} scenes -> {args.output_dir}")
+    return 0
+
+
+def cmd_import_jsonl(args) -> int:
+    from physworld.data.jsonl import import_jsonl
+
+    manifest = import_jsonl(args.input_dir, args.output_dir, progress=not args.quiet)
+    print(f"imported {manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types -> {args.output_dir}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from physworld.data.store import Dataset
+
+    ds = Dataset(args.data_dir)
+    problems = ds.verify_checksums()
+    for p in problems:
+        print(f"FAIL {p}")
+    status = "FAILED" if problems else "ok"
+    print(f"{status}: {len(ds)} scenes, {len(ds.manifest['shards'])} shards checked against {args.data_dir}/manifest.json")
+    return 1 if problems else 0
+
+
+def cmd_list_scenarios(args) -> int:
+    from physworld.worlds.registry import CATEGORY_OF, HELDOUT, difficulty_docs
+
+    docs = difficulty_docs()
+    if args.markdown:
+        print("| type | category | held out | what happens | difficulty 1 -> 5 |")
+        print("|---|---|---|---|---|")
+        for name, (what, diff) in docs.items():
+            print(f"| {name} | {CATEGORY_OF[name]} | {'yes' if name in HELDOUT else ''} | {what} | {diff} |")
+    else:
+        for name, (what, _) in docs.items():
+            print(f"{name:20s} {CATEGORY_OF[name]:11s} {'held-out' if name in HELDOUT else '':8s} {what}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from physworld.data.generate import default_workers
+
+    parser = argparse.ArgumentParser(prog="physworld", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
+
+    g = verbs.add_parser("generate", help="simulate scenes into a dataset")
+    g.add_argument("--output-dir", required=True, type=Path, help="dataset directory (created; resumed if it exists)")
+    g.add_argument("--num-scenes-per-type", type=int, default=100)
+    g.add_argument("--scenario-types", nargs="+", default=["all"], metavar="TYPE",
+                   help="type names, categories, or all / seen / heldout (default: all 35)")
+    g.add_argument("--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--frames-per-scene", type=int, default=200, help="frames after the initial one (default: 200)")
+    g.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
+    g.add_argument("--scenes-per-shard", type=int, default=64)
+    g.add_argument("--format", choices=["parquet", "jsonl"], default="parquet",
+                   help="parquet: the columnar store (default); jsonl: guide 001's <type>/scene_<id>.jsonl layout")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    i = verbs.add_parser("import-jsonl", help="read a dataset in guide 001's JSONL layout into the store")
+    i.add_argument("--input-dir", required=True, type=Path)
+    i.add_argument("--output-dir", required=True, type=Path)
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(func=cmd_import_jsonl)
+
+    e = verbs.add_parser("export-jsonl", help="write a dataset out in guide 001's JSONL layout")
+    e.add_argument("--data-dir", required=True, type=Path)
+    e.add_argument("--output-dir", required=True, type=Path)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_export_jsonl)
+
+    v = verbs.add_parser("validate", help="check a dataset's files against its manifest")
+    v.add_argument("--data-dir", required=True, type=Path)
+    v.set_defaults(func=cmd_validate)
+
+    s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
+    s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
+    s.set_defaults(func=cmd_list_scenarios)
+    return parser
+
+
+def main(argv=None) -> int:
+    from physworld.data.store import StoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "num_workers", 1) < 1:
+        parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
+    try:
+        return args.func(args)
+    except (UserError, StoreError, ValueError) as e:
+        print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"physworld {args.verb}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
