@@ -29,15 +29,20 @@ def cmd_generate(args) -> int:
         difficulty_range=tuple(args.difficulty_range),
         scenes_per_shard=args.scenes_per_shard,
     )
-    manifest = generate(config, args.output_dir, num_workers=args.num_workers, progress=not args.quiet,
-                        fmt=args.format)
+    manifest = generate(
+        config, args.output_dir, num_workers=args.num_workers, progress=not args.quiet, fmt=args.format
+    )
     if args.format == "jsonl":
-        print(f"{config.num_scenes} scenes of {len(config.scenario_types)} types in the guide's JSONL layout "
-              f"-> {args.output_dir}")
+        print(
+            f"{config.num_scenes} scenes of {len(config.scenario_types)} types in the guide's JSONL layout "
+            f"-> {args.output_dir}"
+        )
         return 0
     total = sum(s["bytes"] for s in manifest["shards"])
-    print(f"{manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types in "
-          f"{len(manifest['shards'])} shards ({total / 1e6:.1f} MB) -> {args.output_dir}")
+    print(
+        f"{manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types in "
+        f"{len(manifest['shards'])} shards ({total / 1e6:.1f} MB) -> {args.output_dir}"
+    )
     return 0
 
 
@@ -65,7 +70,9 @@ def cmd_import_jsonl(args) -> int:
     from physworld.data.jsonl import import_jsonl
 
     manifest = import_jsonl(args.input_dir, args.output_dir, progress=not args.quiet)
-    print(f"imported {manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types -> {args.output_dir}")
+    print(
+        f"imported {manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types -> {args.output_dir}"
+    )
     return 0
 
 
@@ -77,7 +84,9 @@ def cmd_validate(args) -> int:
     for p in problems:
         print(f"FAIL {p}")
     status = "FAILED" if problems else "ok"
-    print(f"{status}: {len(ds)} scenes, {len(ds.manifest['shards'])} shards checked against {args.data_dir}/manifest.json")
+    print(
+        f"{status}: {len(ds)} scenes, {len(ds.manifest['shards'])} shards checked against {args.data_dir}/manifest.json"
+    )
     return 1 if problems else 0
 
 
@@ -106,17 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
 
     g = verbs.add_parser("generate", help="simulate scenes into a dataset")
-    g.add_argument("--output-dir", required=True, type=Path, help="dataset directory (created; resumed if it exists)")
+    g.add_argument(
+        "--output-dir", required=True, type=Path, help="dataset directory (created; resumed if it exists)"
+    )
     g.add_argument("--num-scenes-per-type", type=int, default=100)
-    g.add_argument("--scenario-types", nargs="+", default=["all"], metavar="TYPE",
-                   help="type names, categories, or all / seen / heldout (default: all 35)")
-    g.add_argument("--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)")
+    g.add_argument(
+        "--scenario-types",
+        nargs="+",
+        default=["all"],
+        metavar="TYPE",
+        help="type names, categories, or all / seen / heldout (default: all 35)",
+    )
+    g.add_argument(
+        "--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)"
+    )
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--frames-per-scene", type=int, default=200, help="frames after the initial one (default: 200)")
+    g.add_argument(
+        "--frames-per-scene", type=int, default=200, help="frames after the initial one (default: 200)"
+    )
     g.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
     g.add_argument("--scenes-per-shard", type=int, default=64)
-    g.add_argument("--format", choices=["parquet", "jsonl"], default="parquet",
-                   help="parquet: the columnar store (default); jsonl: guide 001's <type>/scene_<id>.jsonl layout")
+    g.add_argument(
+        "--format",
+        choices=["parquet", "jsonl"],
+        default="parquet",
+        help="parquet: the columnar store (default); jsonl: guide 001's <type>/scene_<id>.jsonl layout",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 

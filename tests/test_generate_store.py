@@ -18,7 +18,9 @@ from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate, make_record, scene_plan, scene_seed
 from physworld.data.store import Dataset, StoreError, records_to_table, table_to_records
 
-SMALL = dict(scenario_types=("collision", "pendulum"), num_scenes_per_type=6, frames_per_scene=30, scenes_per_shard=5)
+SMALL = dict(
+    scenario_types=("collision", "pendulum"), num_scenes_per_type=6, frames_per_scene=30, scenes_per_shard=5
+)
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -33,8 +35,10 @@ def small_dataset(tmp_path_factory):
 
 
 def test_records_round_trip_losslessly():
-    recs = [make_record(i, t, d, 100 + i, 25) for i, (t, d) in enumerate([("billiards", 5), ("bowling", 1),
-                                                                          ("head_on", 3)])]
+    recs = [
+        make_record(i, t, d, 100 + i, 25)
+        for i, (t, d) in enumerate([("billiards", 5), ("bowling", 1), ("head_on", 3)])
+    ]
     back = table_to_records(records_to_table(recs))
     for a, b in zip(recs, back, strict=True):
         assert a["states"].dtype == b["states"].dtype == np.float32
@@ -42,8 +46,9 @@ def test_records_round_trip_losslessly():
         assert a["spec"] == b["spec"]
         for k in a["events"]:
             assert np.array_equal(a["events"][k], b["events"][k])
-        assert {k: a[k] for k in ("scene_id", "seed", "scenario_type", "category", "difficulty")} == \
-            {k: b[k] for k in ("scene_id", "seed", "scenario_type", "category", "difficulty")}
+        assert {k: a[k] for k in ("scene_id", "seed", "scenario_type", "category", "difficulty")} == {
+            k: b[k] for k in ("scene_id", "seed", "scenario_type", "category", "difficulty")
+        }
 
 
 def test_dataset_lookup_by_id_matches_resimulation(small_dataset):
@@ -95,16 +100,28 @@ def _cli(*args):
 
 
 def test_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
-    args = ["--scenario-types", "collision", "--num-scenes-per-type", "12", "--frames-per-scene", "200",
-            "--scenes-per-shard", "3", "--seed", "11", "--quiet"]
+    args = [
+        "--scenario-types",
+        "collision",
+        "--num-scenes-per-type",
+        "12",
+        "--frames-per-scene",
+        "200",
+        "--scenes-per-shard",
+        "3",
+        "--seed",
+        "11",
+        "--quiet",
+    ]
     ref = tmp_path / "ref"
     subprocess.run(_cli("--output-dir", str(ref), "--num-workers", "1", *args), check=True)
     out = tmp_path / "out"
     kills = 0
     # Kill at several points: as soon as the run starts, and after the 3rd and 9th of 20 shards.
     for shards_before_kill in (0, 3, 9):
-        proc = subprocess.Popen(_cli("--output-dir", str(out), "--num-workers", "2", *args),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _cli("--output-dir", str(out), "--num-workers", "2", *args), start_new_session=True
+        )
         while proc.poll() is None and len(list(out.glob("shards/shard-*.parquet"))) < shards_before_kill:
             time.sleep(0.002)
         if proc.poll() is None:
@@ -129,7 +146,9 @@ def test_corrupted_shard_is_detected(tmp_path, small_dataset, capsys):
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    assert Dataset(copy).verify_checksums() == [f"{shard}: sha256 does not match the manifest (corrupted or modified)"]
+    assert Dataset(copy).verify_checksums() == [
+        f"{shard}: sha256 does not match the manifest (corrupted or modified)"
+    ]
     assert main(["validate", "--data-dir", str(copy)]) == 1
     assert "FAIL" in capsys.readouterr().out
     assert main(["validate", "--data-dir", str(small_dataset)]) == 0
@@ -145,8 +164,21 @@ def test_refuses_a_directory_holding_another_dataset(tmp_path, small_dataset, ca
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    assert main(["generate", "--output-dir", str(other), "--scenario-types", "pong", "--num-scenes-per-type", "1",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--output-dir",
+                str(other),
+                "--scenario-types",
+                "pong",
+                "--num-scenes-per-type",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "not empty" in capsys.readouterr().err
 
 

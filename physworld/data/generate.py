@@ -51,7 +51,9 @@ class GenerateConfig:
         object.__setattr__(self, "scenario_types", tuple(resolve_types(self.scenario_types)))
         lo, hi = self.difficulty_range
         if not (DIFFICULTIES[0] <= lo <= hi <= DIFFICULTIES[-1]):
-            raise ValueError(f"--difficulty-range {lo} {hi}: need {DIFFICULTIES[0]} <= min <= max <= {DIFFICULTIES[-1]}")
+            raise ValueError(
+                f"--difficulty-range {lo} {hi}: need {DIFFICULTIES[0]} <= min <= max <= {DIFFICULTIES[-1]}"
+            )
         if self.num_scenes_per_type < 1:
             raise ValueError(f"--num-scenes-per-type must be at least 1, got {self.num_scenes_per_type}")
         if self.frames_per_scene < 1:
@@ -81,7 +83,9 @@ class GenerateConfig:
 def scene_seed(base_seed: int, scenario_type: str, i: int) -> int:
     """A 63-bit seed for the i-th scene of a type. Distinct base seeds give unrelated scenes, so a
     train and a validation set generated with different --seed never share a scene."""
-    state = np.random.SeedSequence([base_seed, zlib.crc32(scenario_type.encode()), i]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence([base_seed, zlib.crc32(scenario_type.encode()), i]).generate_state(
+        2, np.uint32
+    )
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
 
 
@@ -98,9 +102,16 @@ def scene_plan(config: GenerateConfig, scene_id: int) -> tuple[str, int, int]:
 def make_record(scene_id: int, scenario_type: str, difficulty: int, seed: int, frames: int) -> dict:
     spec = make_spec(scenario_type, difficulty, seed)
     run = simulate(spec, frames)
-    return {"scene_id": scene_id, "seed": seed, "scenario_type": scenario_type,
-            "category": CATEGORY_OF[scenario_type], "difficulty": difficulty, "spec": spec,
-            "states": run["states"], "events": run["events"]}
+    return {
+        "scene_id": scene_id,
+        "seed": seed,
+        "scenario_type": scenario_type,
+        "category": CATEGORY_OF[scenario_type],
+        "difficulty": difficulty,
+        "spec": spec,
+        "states": run["states"],
+        "events": run["events"],
+    }
 
 
 def shard_scene_ids(config: GenerateConfig, k: int) -> range:
@@ -133,7 +144,9 @@ def build_shard(config: GenerateConfig, k: int, root: Path, fmt: str = "parquet"
     for i in ids:
         scenario_type, difficulty, seed = scene_plan(config, i)
         if not jsonl_path(root, scenario_type, i).exists():
-            written = write_scene_file(make_record(i, scenario_type, difficulty, seed, config.frames_per_scene), root)
+            written = write_scene_file(
+                make_record(i, scenario_type, difficulty, seed, config.frames_per_scene), root
+            )
             assert written == jsonl_path(root, scenario_type, i), written
     return len(ids)
 
@@ -152,21 +165,27 @@ def prepare_output_dir(root: Path, config: dict) -> None:
         try:
             old = json.loads(existing.read_text())
         except json.JSONDecodeError as e:
-            raise StoreError(f"{existing}: unreadable ({e}); delete the directory or choose another --output-dir") from e
+            raise StoreError(
+                f"{existing}: unreadable ({e}); delete the directory or choose another --output-dir"
+            ) from e
         if old != config:
             diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
             detail = "; ".join(f"{k}: existing {old.get(k)!r}, requested {config.get(k)!r}" for k in diff)
-            raise StoreError(f"{root} holds a different dataset ({detail}). Rerun with the same arguments to "
-                             "resume it, or choose another --output-dir.")
+            raise StoreError(
+                f"{root} holds a different dataset ({detail}). Rerun with the same arguments to "
+                "resume it, or choose another --output-dir."
+            )
         return
     if any(not p.name.startswith(".") for p in root.iterdir()):
-        raise StoreError(f"{root} is not empty and holds no physworld generation run; choose an empty or new "
-                         "--output-dir")
+        raise StoreError(
+            f"{root} is not empty and holds no physworld generation run; choose an empty or new --output-dir"
+        )
     atomic_write_json(existing, config)
 
 
-def generate(config: GenerateConfig, output_dir, num_workers: int = 1, progress: bool = True,
-             fmt: str = "parquet") -> dict:
+def generate(
+    config: GenerateConfig, output_dir, num_workers: int = 1, progress: bool = True, fmt: str = "parquet"
+) -> dict:
     """Generate (or finish generating) a dataset; returns its manifest (the config, for JSONL).
 
     fmt "parquet" writes the columnar store; "jsonl" writes guide 001's layout,
@@ -184,9 +203,17 @@ def generate(config: GenerateConfig, output_dir, num_workers: int = 1, progress:
 
     todo = [k for k in range(config.num_shards) if not _shard_done(config, k, root, fmt)]
     done_scenes = config.num_scenes - sum(
-        min(config.scenes_per_shard, config.num_scenes - k * config.scenes_per_shard) for k in todo)
-    bar = tqdm(total=config.num_scenes, initial=done_scenes, unit="scene", desc="generate",
-               disable=not progress, smoothing=0.1, dynamic_ncols=True)
+        min(config.scenes_per_shard, config.num_scenes - k * config.scenes_per_shard) for k in todo
+    )
+    bar = tqdm(
+        total=config.num_scenes,
+        initial=done_scenes,
+        unit="scene",
+        desc="generate",
+        disable=not progress,
+        smoothing=0.1,
+        dynamic_ncols=True,
+    )
     try:
         if num_workers <= 1 or len(todo) <= 1:
             for k in todo:

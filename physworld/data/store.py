@@ -117,9 +117,9 @@ def records_to_table(records: list[dict]) -> pa.Table:
     n_bodies = [r["states"].shape[1] for r in records]
     body_counts = np.array([0, *n_bodies], dtype=np.int64)
     scene_offsets = pa.array(np.cumsum(body_counts), type=pa.int32())
-    track_offsets = np.concatenate(
-        [[0], np.cumsum(np.repeat(n_frames, n_bodies), dtype=np.int64)]
-    ).astype(np.int32)
+    track_offsets = np.concatenate([[0], np.cumsum(np.repeat(n_frames, n_bodies), dtype=np.int64)]).astype(
+        np.int32
+    )
     columns = {
         "scene_id": pa.array([r["scene_id"] for r in records], pa.int64()),
         "seed": pa.array([r["seed"] for r in records], pa.int64()),
@@ -148,13 +148,16 @@ def records_to_table(records: list[dict]) -> pa.Table:
 def table_to_records(table: pa.Table) -> list[dict]:
     """The inverse of records_to_table (states come back as float32 [frames, bodies, 6])."""
     out = []
-    meta = table.select(["scene_id", "seed", "scenario_type", "category", "difficulty", "num_frames",
-                         "num_bodies", "spec"]).to_pylist()
+    meta = table.select(
+        ["scene_id", "seed", "scenario_type", "category", "difficulty", "num_frames", "num_bodies", "spec"]
+    ).to_pylist()
     sizes = np.array([m["num_frames"] * m["num_bodies"] for m in meta], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     # flatten() honours list offsets (unlike .values on a slice), giving each column's values in scene order
-    fields = [table.column(f).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-              for f in STATE_FIELDS]
+    fields = [
+        table.column(f).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
+        for f in STATE_FIELDS
+    ]
     events = {}
     for k in ("frame", "body_a", "body_b", "impulse"):
         col = table.column(f"event_{k}").combine_chunks()
@@ -164,17 +167,19 @@ def table_to_records(table: pa.Table) -> list[dict]:
         nf, nb = m["num_frames"], m["num_bodies"]
         states = np.empty((nf, nb, len(STATE_FIELDS)), dtype=np.float32)
         for k, values in enumerate(fields):
-            states[:, :, k] = values[starts[i]:starts[i + 1]].reshape(nb, nf).T
-        out.append({
-            "scene_id": m["scene_id"],
-            "seed": m["seed"],
-            "scenario_type": m["scenario_type"],
-            "category": m["category"],
-            "difficulty": m["difficulty"],
-            "spec": json.loads(m["spec"]),
-            "states": states,
-            "events": {k: parts[i] for k, parts in events.items()},
-        })
+            states[:, :, k] = values[starts[i] : starts[i + 1]].reshape(nb, nf).T
+        out.append(
+            {
+                "scene_id": m["scene_id"],
+                "seed": m["seed"],
+                "scenario_type": m["scenario_type"],
+                "category": m["category"],
+                "difficulty": m["difficulty"],
+                "spec": json.loads(m["spec"]),
+                "states": states,
+                "events": {k: parts[i] for k, parts in events.items()},
+            }
+        )
     return out
 
 
@@ -188,7 +193,8 @@ def shard_bytes(records: list[dict]) -> bytes:
         compression="zstd",
         compression_level=ZSTD_LEVEL,
         use_dictionary=["scenario_type", "category"],
-        use_byte_stream_split=[f"{f}.list.element.list.element" for f in STATE_FIELDS] + ["event_impulse.list.element"],
+        use_byte_stream_split=[f"{f}.list.element.list.element" for f in STATE_FIELDS]
+        + ["event_impulse.list.element"],
         write_statistics=["scene_id", "difficulty", "scenario_type"],
     )
     return buf.getvalue()
@@ -211,13 +217,23 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
         pf = pq.ParquetFile(path)
         meta = pf.read(columns=INDEX_COLUMNS)
         index_parts.append(
-            meta.append_column("shard", pa.array(np.full(meta.num_rows, k, np.int32)))
-                .append_column("row", pa.array(np.arange(meta.num_rows, dtype=np.int32)))
+            meta.append_column("shard", pa.array(np.full(meta.num_rows, k, np.int32))).append_column(
+                "row", pa.array(np.arange(meta.num_rows, dtype=np.int32))
+            )
         )
-        shards.append({"file": name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                       "num_scenes": meta.num_rows})
-    index = pa.concat_tables(index_parts) if index_parts else pa.table(
-        {c: pa.array([], SCHEMA.field(c).type) for c in INDEX_COLUMNS})
+        shards.append(
+            {
+                "file": name,
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "num_scenes": meta.num_rows,
+            }
+        )
+    index = (
+        pa.concat_tables(index_parts)
+        if index_parts
+        else pa.table({c: pa.array([], SCHEMA.field(c).type) for c in INDEX_COLUMNS})
+    )
     buf = io.BytesIO()
     pq.write_table(index, buf, compression="zstd")
     atomic_write_bytes(root / INDEX, buf.getvalue())
@@ -241,6 +257,29 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
     return manifest
 
 
+def write_dataset(root, records: Iterable[dict], config: dict, scenes_per_shard: int = 64) -> dict:
+    """Write records (in order) as a complete dataset: shards, then index, card and manifest.
+
+    For datasets that arrive as a stream (imports); generated datasets go through generate.py,
+    which adds parallelism and resuming on top of the same shard format.
+    """
+    root = Path(root)
+    if (root / MANIFEST).exists() or ((root / SHARD_DIR).exists() and any((root / SHARD_DIR).iterdir())):
+        raise StoreError(f"{root} already holds a dataset; choose a new --output-dir")
+    (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    files, batch = [], []
+    for record in records:
+        batch.append(record)
+        if len(batch) == scenes_per_shard:
+            files.append(shard_name(len(files)))
+            atomic_write_bytes(root / files[-1], shard_bytes(batch))
+            batch = []
+    if batch:
+        files.append(shard_name(len(files)))
+        atomic_write_bytes(root / files[-1], shard_bytes(batch))
+    return finalize(root, config, files)
+
+
 def _dataset_card(manifest: dict) -> str:
     types = ", ".join(manifest["scenes_per_type"]) or "none"
     return (
@@ -261,8 +300,10 @@ class Dataset:
         self.root = Path(root)
         path = self.root / MANIFEST
         if not path.exists():
-            raise StoreError(f"{path}: no manifest. Is {self.root} a physworld dataset? If a generate run "
-                             "was interrupted, rerun the same command to finish it.")
+            raise StoreError(
+                f"{path}: no manifest. Is {self.root} a physworld dataset? If a generate run "
+                "was interrupted, rerun the same command to finish it."
+            )
         try:
             self.manifest = json.loads(path.read_text())
         except json.JSONDecodeError as e:
@@ -302,8 +343,9 @@ class Dataset:
         group = self._shard(shard).read_row_group(row // ROWS_PER_GROUP)
         return table_to_records(group.slice(row % ROWS_PER_GROUP, 1))[0]
 
-    def iter_scenes(self, scenario_types: Iterable[str] | None = None,
-                    difficulties: Iterable[int] | None = None) -> Iterator[dict]:
+    def iter_scenes(
+        self, scenario_types: Iterable[str] | None = None, difficulties: Iterable[int] | None = None
+    ) -> Iterator[dict]:
         """Scenes in storage order, optionally filtered, reading one row group at a time."""
         types = set(scenario_types) if scenario_types is not None else None
         diffs = set(difficulties) if difficulties is not None else None
@@ -312,7 +354,8 @@ class Dataset:
             for g in range(pf.num_row_groups):
                 for rec in table_to_records(pf.read_row_group(g)):
                     if (types is None or rec["scenario_type"] in types) and (
-                            diffs is None or rec["difficulty"] in diffs):
+                        diffs is None or rec["difficulty"] in diffs
+                    ):
                         yield rec
 
     def verify_checksums(self) -> list[str]:

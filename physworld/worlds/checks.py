@@ -28,7 +28,12 @@ def spawn_problems(spec: dict, tolerance: float = PENETRATION_TOLERANCE) -> list
         x, y = b["position"]
         shape = next(iter(bodies[i].shapes))
         bb = shape.cache_bb()
-        if bb.left < -tolerance or bb.bottom < -tolerance or bb.right > w + tolerance or bb.top > h + tolerance:
+        if (
+            bb.left < -tolerance
+            or bb.bottom < -tolerance
+            or bb.right > w + tolerance
+            or bb.top > h + tolerance
+        ):
             problems.append(f"body {i} ({b['shape']} at {x:.1f}, {y:.1f}) is outside the {w:g} x {h:g} world")
         for hit in space.shape_query(shape):
             other = hit.shape.body
@@ -66,8 +71,13 @@ def kinetic_energy(spec: dict, states: np.ndarray) -> np.ndarray:
 
 def max_penetration(spec: dict, state: np.ndarray) -> float:
     """Deepest overlap (px) between any two shapes that may collide, at one frame's state [N, 6]."""
-    sp = dict(spec, bodies=[dict(b, position=[float(s[0]), float(s[1])], angle=float(s[2]))
-                            for b, s in zip(spec["bodies"], state, strict=True)])
+    sp = dict(
+        spec,
+        bodies=[
+            dict(b, position=[float(s[0]), float(s[1])], angle=float(s[2]))
+            for b, s in zip(spec["bodies"], state, strict=True)
+        ],
+    )
     space, bodies = build_space(sp)
     index = {b: i for i, b in enumerate(bodies)}
     skip = _jointed_pairs(spec)
@@ -80,4 +90,3 @@ def max_penetration(spec: dict, state: np.ndarray) -> float:
             depth = -min((p.distance for p in hit.contact_point_set.points), default=0.0)
             deepest = max(deepest, depth)
     return deepest
-

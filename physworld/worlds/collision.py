@@ -33,8 +33,16 @@ def billiards(difficulty, rng):
     speed = float(rng.uniform(300, 500)) + 180 * difficulty
     cue = (float(rng.uniform(120, 200)), cy + float(rng.uniform(-30, 30)))
     aim = math.atan2(cy - cue[1], apex_x - cue[0]) + float(rng.normal(0, 0.01 * difficulty))
-    spec["bodies"].append(circle(cue, r, mass=1.0, velocity=(speed * math.cos(aim), speed * math.sin(aim)),
-                                 friction=0.05, elasticity=0.92))
+    spec["bodies"].append(
+        circle(
+            cue,
+            r,
+            mass=1.0,
+            velocity=(speed * math.cos(aim), speed * math.sin(aim)),
+            friction=0.05,
+            elasticity=0.92,
+        )
+    )
     spec["description"] = f"Billiards: a cue ball strikes a rack of {len(spec['bodies']) - 1} balls."
     return spec
 
@@ -52,12 +60,22 @@ def bowling(difficulty, rng):
     x0 = float(rng.uniform(440, 520))
     for k in range(n_pins):
         # Pins stand upright on the floor: centre at half their height, gaps between them.
-        spec["bodies"].append(box((x0 + k * spacing, pin_h / 2), pin_w, pin_h, mass=0.5, friction=0.6,
-                                  elasticity=0.3))
+        spec["bodies"].append(
+            box((x0 + k * spacing, pin_h / 2), pin_w, pin_h, mass=0.5, friction=0.6, elasticity=0.3)
+        )
     r = 20.0
     speed = float(rng.uniform(250, 350)) + 100 * difficulty
-    spec["bodies"].append(circle((float(rng.uniform(60, 140)), r), r, mass=8.0, velocity=(speed, 0),
-                                 angular_velocity=-speed / r, friction=0.8, elasticity=0.2))
+    spec["bodies"].append(
+        circle(
+            (float(rng.uniform(60, 140)), r),
+            r,
+            mass=8.0,
+            velocity=(speed, 0),
+            angular_velocity=-speed / r,
+            friction=0.8,
+            elasticity=0.2,
+        )
+    )
     spec["description"] = f"Bowling: a heavy ball rolls into {n_pins} upright pins."
     return spec
 
@@ -82,7 +100,9 @@ def explosion(difficulty, rng):
                 return circle(pos, size, mass=mass, elasticity=0.5)
             return box(pos, 1.6 * size, size, mass=mass, angle=float(rng.uniform(0, math.pi)), elasticity=0.4)
 
-        body = place(rng, make, bodies, (center[0] - 110, center[0] + 110), (center[1] - 110, center[1] + 110))
+        body = place(
+            rng, make, bodies, (center[0] - 110, center[0] + 110), (center[1] - 110, center[1] + 110)
+        )
         if body is None:
             continue
         dx, dy = body["position"][0] - center[0], body["position"][1] - center[1]
@@ -116,16 +136,21 @@ def head_on(difficulty, rng):
         r1, r2 = (float(rng.uniform(12, 20)) for _ in range(2))
         ratio = 1.0 if difficulty == 1 else float(rng.uniform(1.0, 1 + 0.75 * (difficulty - 1)))
         m1, m2 = r1 * r1 / 200.0, r1 * r1 / 200.0 * ratio
-        speed = float(rng.uniform(80, 120)) if difficulty == 1 else float(rng.uniform(100, 100 + 75 * difficulty))
+        speed = (
+            float(rng.uniform(80, 120)) if difficulty == 1 else float(rng.uniform(100, 100 + 75 * difficulty))
+        )
         offset = 0.0 if difficulty == 1 else float(rng.uniform(-0.5, 0.5)) * (r1 + r2)
         gap = float(rng.uniform(220, 320))
         cx = WIDTH / 2 + float(rng.uniform(-40, 40))
-        spec["bodies"].append(circle((cx - gap / 2, y), r1, mass=m1, velocity=(speed, 0), friction=0.0, elasticity=1.0))
+        spec["bodies"].append(
+            circle((cx - gap / 2, y), r1, mass=m1, velocity=(speed, 0), friction=0.0, elasticity=1.0)
+        )
         # Equal and opposite momenta keep a level-1 pair's centre of mass still, so neither disc
         # reaches a wall within a scene.
         v2 = -speed * m1 / m2
-        spec["bodies"].append(circle((cx + gap / 2, y + offset), r2, mass=m2, velocity=(v2, 0), friction=0.0,
-                                     elasticity=1.0))
+        spec["bodies"].append(
+            circle((cx + gap / 2, y + offset), r2, mass=m2, velocity=(v2, 0), friction=0.0, elasticity=1.0)
+        )
     spec["description"] = f"Head-on: {pairs} pair(s) of elastic discs collide."
     return spec
 
@@ -148,8 +173,16 @@ def projectile(difficulty, rng):
         if k and k % 5 == 0:  # start a new stack beside the last one
             stack_x += 60.0
             y = 0.0
-        bodies.append(box((stack_x + float(rng.uniform(-3, 3)), y + h / 2), w, h, mass=float(rng.uniform(0.8, 2.0)),
-                          friction=0.7, elasticity=0.2))
+        bodies.append(
+            box(
+                (stack_x + float(rng.uniform(-3, 3)), y + h / 2),
+                w,
+                h,
+                mass=float(rng.uniform(0.8, 2.0)),
+                friction=0.7,
+                elasticity=0.2,
+            )
+        )
         y += h
     # Projectiles: on a launch column at the left, each launched at its own angle and speed.
     for k in range(difficulty):
@@ -157,9 +190,16 @@ def projectile(difficulty, rng):
         theta = math.radians(float(rng.uniform(30, 60)))
         speed = float(rng.uniform(400, 500)) + 50 * difficulty
         pos = (60.0 + 40 * (k % 2), 40.0 + 45 * k)
-        bodies.append(circle(pos, r, mass=float(rng.uniform(1, 4)), velocity=(speed * math.cos(theta),
-                                                                            speed * math.sin(theta)),
-                             friction=0.4, elasticity=0.5))
+        bodies.append(
+            circle(
+                pos,
+                r,
+                mass=float(rng.uniform(1, 4)),
+                velocity=(speed * math.cos(theta), speed * math.sin(theta)),
+                friction=0.4,
+                elasticity=0.5,
+            )
+        )
     spec["bodies"] = bodies
     spec["description"] = f"Projectile: {difficulty} ball(s) launched at {n_blocks} target blocks."
     return spec

@@ -19,7 +19,9 @@ ENGINE = f"pymunk {pymunk.version} (chipmunk {pymunk.chipmunk_version})"
 STATE_FIELDS = ("x", "y", "angle", "vx", "vy", "angular_velocity")
 STATIC = -1  # body index of the static world in constraints and contact events
 
-_BODY_FIELDS = pb.BodyFields.POSITION | pb.BodyFields.ANGLE | pb.BodyFields.VELOCITY | pb.BodyFields.ANGULAR_VELOCITY
+_BODY_FIELDS = (
+    pb.BodyFields.POSITION | pb.BodyFields.ANGLE | pb.BodyFields.VELOCITY | pb.BodyFields.ANGULAR_VELOCITY
+)
 _ARBITER_FIELDS = pb.ArbiterFields.BODY_A_ID | pb.ArbiterFields.BODY_B_ID | pb.ArbiterFields.TOTAL_IMPULSE
 
 
@@ -88,8 +90,9 @@ def _constraint(c: dict, bodies: list[pymunk.Body], static: pymunk.Body, where: 
     elif kind == "slide":
         joint = pymunk.SlideJoint(a, b, tuple(c["anchor_a"]), tuple(c["anchor_b"]), c["min"], c["max"])
     elif kind == "spring":
-        joint = pymunk.DampedSpring(a, b, tuple(c["anchor_a"]), tuple(c["anchor_b"]), c["rest_length"],
-                                    c["stiffness"], c["damping"])
+        joint = pymunk.DampedSpring(
+            a, b, tuple(c["anchor_a"]), tuple(c["anchor_b"]), c["rest_length"], c["stiffness"], c["damping"]
+        )
     elif kind == "motor":
         joint = pymunk.SimpleMotor(a, b, c["rate"])
         if math.isfinite(c.get("max_force", math.inf)):
@@ -97,8 +100,10 @@ def _constraint(c: dict, bodies: list[pymunk.Body], static: pymunk.Body, where: 
     elif kind == "rotary_limit":
         joint = pymunk.RotaryLimitJoint(a, b, c["min"], c["max"])
     else:
-        raise SpecError(f"{where}.kind: unknown constraint {kind!r}; expected pin, pivot, slide, spring, "
-                        "motor or rotary_limit")
+        raise SpecError(
+            f"{where}.kind: unknown constraint {kind!r}; expected pin, pivot, slide, spring, "
+            "motor or rotary_limit"
+        )
     joint.collide_bodies = False
     return joint
 
@@ -126,7 +131,9 @@ def build_space(spec: dict) -> tuple[pymunk.Space, list[pymunk.Body]]:
 # ---------------------------------------------------------------- force fields and controllers
 
 
-def _field_forces(fields: dict, state: np.ndarray, masses: np.ndarray, sizes: np.ndarray, t: float) -> np.ndarray:
+def _field_forces(
+    fields: dict, state: np.ndarray, masses: np.ndarray, sizes: np.ndarray, t: float
+) -> np.ndarray:
     """Forces [N, 2] from the spec's fields, given float64 state [N, 6] at time t."""
     pos, vel = state[:, 0:2], state[:, 3:5]
     force = np.zeros_like(pos)
@@ -136,18 +143,20 @@ def _field_forces(fields: dict, state: np.ndarray, masses: np.ndarray, sizes: np
         if att.get("between_bodies", True):
             d = pos[None, :, :] - pos[:, None, :]  # [N, N, 2], from i to j
             r2 = (d * d).sum(-1) + eps2
-            inv_r3 = r2 ** -1.5
+            inv_r3 = r2**-1.5
             np.fill_diagonal(inv_r3, 0.0)
             force += g * masses[:, None] * ((masses[None, :] * inv_r3)[:, :, None] * d).sum(1)
         for well in att.get("wells", ()):
             d = np.asarray(well["position"]) - pos
             r2 = (d * d).sum(-1) + eps2
-            force += (g * well["mass"] * masses * r2 ** -1.5)[:, None] * d
+            force += (g * well["mass"] * masses * r2**-1.5)[:, None] * d
     wind = fields.get("wind")
     if wind:
         # Linear drag towards the wind's velocity, proportional to the body's size: light, large
         # bodies are carried along faster than heavy, small ones.
-        gust = 1.0 + wind.get("gust_amplitude", 0.0) * math.sin(2 * math.pi * t / wind.get("gust_period", 1.0))
+        gust = 1.0 + wind.get("gust_amplitude", 0.0) * math.sin(
+            2 * math.pi * t / wind.get("gust_period", 1.0)
+        )
         rel = np.asarray(wind["velocity"]) * gust - vel
         force += wind["drag"] * sizes[:, None] * rel
     return force
@@ -175,9 +184,13 @@ def _apply_controllers(spec: dict, bodies: list[pymunk.Body], state: np.ndarray,
             goal = state[targets[int(np.argmin(dist))], k]
             lo, hi = ctrl["min"], ctrl["max"]
             goal = min(max(goal, lo), hi)
-            speed = float(np.clip((goal - me) * ctrl.get("gain", 10.0), -ctrl["max_speed"], ctrl["max_speed"]))
+            speed = float(
+                np.clip((goal - me) * ctrl.get("gain", 10.0), -ctrl["max_speed"], ctrl["max_speed"])
+            )
         else:
-            raise SpecError(f"bodies[{i}].controller.kind: unknown controller {kind!r}; expected oscillate or track")
+            raise SpecError(
+                f"bodies[{i}].controller.kind: unknown controller {kind!r}; expected oscillate or track"
+            )
         body = bodies[i]
         if axis == "x":
             body.velocity = (speed, 0.0)

@@ -73,8 +73,19 @@ def _vec(v) -> list[float]:
     return [float(v[0]), float(v[1])]
 
 
-def _body(shape: dict, mass, moment, position, angle, velocity, angular_velocity, friction, elasticity,
-          kinematic, group) -> dict:
+def _body(
+    shape: dict,
+    mass,
+    moment,
+    position,
+    angle,
+    velocity,
+    angular_velocity,
+    friction,
+    elasticity,
+    kinematic,
+    group,
+) -> dict:
     body = dict(shape)
     body.update(
         mass=float(mass),
@@ -91,27 +102,91 @@ def _body(shape: dict, mass, moment, position, angle, velocity, angular_velocity
     return body
 
 
-def circle(position, radius, mass=1.0, velocity=(0, 0), angle=0.0, angular_velocity=0.0, friction=0.5,
-           elasticity=0.5, kinematic=False, group=0) -> dict:
+def circle(
+    position,
+    radius,
+    mass=1.0,
+    velocity=(0, 0),
+    angle=0.0,
+    angular_velocity=0.0,
+    friction=0.5,
+    elasticity=0.5,
+    kinematic=False,
+    group=0,
+) -> dict:
     moment = 0.0 if kinematic else pymunk.moment_for_circle(mass, 0, radius)
-    return _body({"shape": "circle", "radius": float(radius)}, 0.0 if kinematic else mass, moment, position,
-                 angle, velocity, angular_velocity, friction, elasticity, kinematic, group)
+    return _body(
+        {"shape": "circle", "radius": float(radius)},
+        0.0 if kinematic else mass,
+        moment,
+        position,
+        angle,
+        velocity,
+        angular_velocity,
+        friction,
+        elasticity,
+        kinematic,
+        group,
+    )
 
 
-def box(position, width, height, mass=1.0, velocity=(0, 0), angle=0.0, angular_velocity=0.0, friction=0.5,
-        elasticity=0.3, kinematic=False, group=0) -> dict:
+def box(
+    position,
+    width,
+    height,
+    mass=1.0,
+    velocity=(0, 0),
+    angle=0.0,
+    angular_velocity=0.0,
+    friction=0.5,
+    elasticity=0.3,
+    kinematic=False,
+    group=0,
+) -> dict:
     moment = 0.0 if kinematic else pymunk.moment_for_box(mass, (width, height))
-    return _body({"shape": "box", "width": float(width), "height": float(height)}, 0.0 if kinematic else mass,
-                 moment, position, angle, velocity, angular_velocity, friction, elasticity, kinematic, group)
+    return _body(
+        {"shape": "box", "width": float(width), "height": float(height)},
+        0.0 if kinematic else mass,
+        moment,
+        position,
+        angle,
+        velocity,
+        angular_velocity,
+        friction,
+        elasticity,
+        kinematic,
+        group,
+    )
 
 
-def poly(position, vertices, mass=1.0, velocity=(0, 0), angle=0.0, angular_velocity=0.0, friction=0.5,
-         elasticity=0.3, kinematic=False, group=0) -> dict:
+def poly(
+    position,
+    vertices,
+    mass=1.0,
+    velocity=(0, 0),
+    angle=0.0,
+    angular_velocity=0.0,
+    friction=0.5,
+    elasticity=0.3,
+    kinematic=False,
+    group=0,
+) -> dict:
     """A convex polygon; `vertices` are in body coordinates, centred on the centre of mass."""
     verts = [_vec(v) for v in vertices]
     moment = 0.0 if kinematic else pymunk.moment_for_poly(mass, [tuple(v) for v in verts])
-    return _body({"shape": "poly", "vertices": verts}, 0.0 if kinematic else mass, moment, position, angle,
-                 velocity, angular_velocity, friction, elasticity, kinematic, group)
+    return _body(
+        {"shape": "poly", "vertices": verts},
+        0.0 if kinematic else mass,
+        moment,
+        position,
+        angle,
+        velocity,
+        angular_velocity,
+        friction,
+        elasticity,
+        kinematic,
+        group,
+    )
 
 
 def body_extent(body: dict) -> float:
@@ -127,18 +202,34 @@ def body_extent(body: dict) -> float:
 
 
 def segment(a, b, radius=WALL_RADIUS, friction=0.7, elasticity=0.5, surface_velocity=(0, 0)) -> dict:
-    return {"kind": "segment", "a": _vec(a), "b": _vec(b), "radius": float(radius), "friction": float(friction),
-            "elasticity": float(elasticity), "surface_velocity": _vec(surface_velocity)}
+    return {
+        "kind": "segment",
+        "a": _vec(a),
+        "b": _vec(b),
+        "radius": float(radius),
+        "friction": float(friction),
+        "elasticity": float(elasticity),
+        "surface_velocity": _vec(surface_velocity),
+    }
 
 
 def static_poly(vertices, friction=0.7, elasticity=0.4) -> dict:
-    return {"kind": "poly", "vertices": [_vec(v) for v in vertices], "friction": float(friction),
-            "elasticity": float(elasticity)}
+    return {
+        "kind": "poly",
+        "vertices": [_vec(v) for v in vertices],
+        "friction": float(friction),
+        "elasticity": float(elasticity),
+    }
 
 
 def static_circle(center, radius, friction=0.5, elasticity=0.6) -> dict:
-    return {"kind": "circle", "center": _vec(center), "radius": float(radius), "friction": float(friction),
-            "elasticity": float(elasticity)}
+    return {
+        "kind": "circle",
+        "center": _vec(center),
+        "radius": float(radius),
+        "friction": float(friction),
+        "elasticity": float(elasticity),
+    }
 
 
 def arena(ground=True, walls=True, ceiling=True, friction=0.7, elasticity=0.5, floor_y=0.0) -> list[dict]:
@@ -170,13 +261,28 @@ def pivot(a: int, b: int, anchor_a, anchor_b) -> dict:
 
 def slide(a: int, b: int, anchor_a, anchor_b, min_length, max_length) -> dict:
     """A rope or telescope: the anchors' distance stays within [min_length, max_length]."""
-    return {"kind": "slide", "a": int(a), "b": int(b), "anchor_a": _vec(anchor_a), "anchor_b": _vec(anchor_b),
-            "min": float(min_length), "max": float(max_length)}
+    return {
+        "kind": "slide",
+        "a": int(a),
+        "b": int(b),
+        "anchor_a": _vec(anchor_a),
+        "anchor_b": _vec(anchor_b),
+        "min": float(min_length),
+        "max": float(max_length),
+    }
 
 
 def spring(a: int, b: int, anchor_a, anchor_b, rest_length, stiffness, damping) -> dict:
-    return {"kind": "spring", "a": int(a), "b": int(b), "anchor_a": _vec(anchor_a), "anchor_b": _vec(anchor_b),
-            "rest_length": float(rest_length), "stiffness": float(stiffness), "damping": float(damping)}
+    return {
+        "kind": "spring",
+        "a": int(a),
+        "b": int(b),
+        "anchor_a": _vec(anchor_a),
+        "anchor_b": _vec(anchor_b),
+        "rest_length": float(rest_length),
+        "stiffness": float(stiffness),
+        "damping": float(damping),
+    }
 
 
 def motor(a: int, b: int, rate, max_force=math.inf) -> dict:
@@ -185,7 +291,13 @@ def motor(a: int, b: int, rate, max_force=math.inf) -> dict:
 
 
 def rotary_limit(a: int, b: int, min_angle, max_angle) -> dict:
-    return {"kind": "rotary_limit", "a": int(a), "b": int(b), "min": float(min_angle), "max": float(max_angle)}
+    return {
+        "kind": "rotary_limit",
+        "a": int(a),
+        "b": int(b),
+        "min": float(min_angle),
+        "max": float(max_angle),
+    }
 
 
 # ---------------------------------------------------------------- placement
