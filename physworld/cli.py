@@ -77,17 +77,21 @@ def cmd_import_jsonl(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from physworld.data.store import Dataset
+    from physworld.data.store import atomic_write_json
+    from physworld.data.validate import format_report, validate
 
-    ds = Dataset(args.data_dir)
-    problems = ds.verify_checksums()
-    for p in problems:
-        print(f"FAIL {p}")
-    status = "FAILED" if problems else "ok"
-    print(
-        f"{status}: {len(ds)} scenes, {len(ds.manifest['shards'])} shards checked against {args.data_dir}/manifest.json"
+    report = validate(
+        args.data_dir,
+        check_physics=args.check_physics,
+        resimulate=args.resimulate,
+        sample_per_type=args.sample_per_type,
+        progress=not args.quiet,
     )
-    return 1 if problems else 0
+    print(format_report(report, verbose=args.verbose))
+    if args.json:
+        atomic_write_json(args.json, report.to_json())
+        print(f"report -> {args.json}")
+    return 0 if report.ok else 1
 
 
 def cmd_list_scenarios(args) -> int:
@@ -156,8 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_export_jsonl)
 
-    v = verbs.add_parser("validate", help="check a dataset's files against its manifest")
-    v.add_argument("--data-dir", required=True, type=Path)
+    v = verbs.add_parser("validate", help="check a dataset: files, checksums, scenes, determinism, physics")
+    v.add_argument(
+        "--data-dir", required=True, type=Path, help="a dataset store or a guide-layout JSONL tree"
+    )
+    v.add_argument(
+        "--check-physics",
+        action="store_true",
+        help="also check overlap at spawn, penetration, escapes and energy drift",
+    )
+    v.add_argument(
+        "--resimulate",
+        choices=["none", "sample", "all"],
+        default="sample",
+        help="re-simulate scenes from their seed and compare bit for bit (default: a sample)",
+    )
+    v.add_argument(
+        "--sample-per-type", type=int, default=2, help="scenes per type re-simulated with --resimulate sample"
+    )
+    v.add_argument("--verbose", action="store_true", help="list every scenario type, even clean ones")
+    v.add_argument("--json", type=Path, metavar="REPORT", help="also write the report as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_validate)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
@@ -175,7 +198,7 @@ def main(argv=None) -> int:
         parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
     try:
         return args.func(args)
-    except (UserError, StoreError, ValueError) as e:
+    except (UserError, StoreError, ValueError, FileNotFoundError) as e:
         print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -69,6 +69,30 @@ def kinetic_energy(spec: dict, states: np.ndarray) -> np.ndarray:
     return 0.5 * (m * (s[..., 3] ** 2 + s[..., 4] ** 2) + inertia * s[..., 5] ** 2).sum(-1)
 
 
+def total_energy(spec: dict, states: np.ndarray) -> np.ndarray:
+    """Kinetic plus potential energy per frame [frames]: uniform gravity and the spec's attraction
+    field (softened like the engine's force). Wind and kinematic bodies do work, so scenes with
+    them do not conserve this."""
+    dyn = np.array([not b["kinematic"] for b in spec["bodies"]])
+    m = np.array([b["mass"] for b in spec["bodies"]])[dyn]
+    s = states[:, dyn].astype(np.float64)
+    pos = s[..., 0:2]
+    gx, gy = spec["world"]["gravity"]
+    energy = kinetic_energy(spec, states) - (m * (gx * pos[..., 0] + gy * pos[..., 1])).sum(-1)
+    att = (spec.get("fields") or {}).get("attraction")
+    if att:
+        g, eps2 = att["G"], att.get("softening", 1.0) ** 2
+        if att.get("between_bodies", True) and len(m) > 1:
+            d = pos[:, None, :, :] - pos[:, :, None, :]
+            inv_r = 1.0 / np.sqrt((d * d).sum(-1) + eps2)  # [frames, N, N]
+            iu = np.triu_indices(len(m), 1)
+            energy -= g * (np.outer(m, m)[iu] * inv_r[:, iu[0], iu[1]]).sum(-1)
+        for well in att.get("wells", ()):
+            d = pos - np.asarray(well["position"])
+            energy -= g * well["mass"] * (m / np.sqrt((d * d).sum(-1) + eps2)).sum(-1)
+    return energy
+
+
 def max_penetration(spec: dict, state: np.ndarray) -> float:
     """Deepest overlap (px) between any two shapes that may collide, at one frame's state [N, 6]."""
     sp = dict(
