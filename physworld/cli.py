@@ -7,6 +7,7 @@ the library, and user mistakes come back as one line on stderr with exit status 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -92,6 +93,38 @@ def cmd_validate(args) -> int:
         atomic_write_json(args.json, report.to_json())
         print(f"report -> {args.json}")
     return 0 if report.ok else 1
+
+
+def cmd_heldout_examples(args) -> int:
+    from physworld.data.generate import make_record, scene_seed
+    from physworld.data.inspect import scene_summary
+    from physworld.data.store import Dataset, atomic_write_bytes
+    from physworld.worlds.registry import resolve_types
+
+    if args.num_examples < 1:
+        raise UserError(f"--num-examples must be at least 1, got {args.num_examples}")
+    types = resolve_types(args.scenario_types)
+    chunks = []
+    if args.data_dir:
+        ds = Dataset(args.data_dir)
+        for t in types:
+            scenes = ds.iter_scenes(scenario_types=[t])
+            chunks += [
+                scene_summary(r, every=args.every) for r in itertools.islice(scenes, args.num_examples)
+            ]
+    else:
+        lo, hi = args.difficulty_range
+        for t in types:
+            for i in range(args.num_examples):
+                d = lo + i % (hi - lo + 1)
+                rec = make_record(i, t, d, scene_seed(args.seed, t, i), args.frames_per_scene)
+                chunks.append(scene_summary(rec, every=args.every))
+    if not chunks:
+        raise UserError(f"no scenes of types {', '.join(types)} in {args.data_dir}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.output, "\n".join(chunks).encode())
+    print(f"{len(chunks)} examples -> {args.output}")
+    return 0
 
 
 def cmd_list_scenarios(args) -> int:
@@ -182,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", type=Path, metavar="REPORT", help="also write the report as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_validate)
+
+    h = verbs.add_parser("heldout-examples", help="readable text examples of scenes for manual inspection")
+    h.add_argument("--output", required=True, type=Path)
+    h.add_argument("--num-examples", type=int, default=3, help="per scenario type")
+    h.add_argument("--scenario-types", nargs="+", default=["heldout"], metavar="TYPE")
+    h.add_argument(
+        "--data-dir", type=Path, help="take scenes from this dataset instead of simulating new ones"
+    )
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--frames-per-scene", type=int, default=200)
+    h.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
+    h.add_argument("--every", type=int, default=20, help="print the state every this many frames")
+    h.set_defaults(func=cmd_heldout_examples)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")

@@ -201,3 +201,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys, argv, message):
 def test_missing_dataset_error_names_the_file(tmp_path, capsys):
     assert main(["validate", "--data-dir", str(tmp_path)]) == 2
     assert f"{tmp_path}/manifest.json: no manifest" in capsys.readouterr().err
+    from physworld.data.store import Dataset
+
+    with pytest.raises(StoreError, match="no manifest"):
+        Dataset(tmp_path)

@@ -439,6 +439,11 @@ def validate(
     if resimulate not in ("none", "sample", "all"):
         raise ValueError(f"--resimulate must be none, sample or all, got {resimulate!r}")
     layout = "store" if (root / MANIFEST).exists() or (root / SHARD_DIR).exists() else "jsonl"
+    if layout == "jsonl" and not any(root.glob("*/scene_*.jsonl")):
+        raise FileNotFoundError(
+            f"{root / MANIFEST}: no manifest, and no */scene_*.jsonl files either; point "
+            "--data-dir at a physworld dataset or a guide-layout JSONL tree"
+        )
     report = Report(str(root), layout)
     kw = dict(
         resimulate=resimulate, sample_per_type=sample_per_type, physics=check_physics, progress=progress

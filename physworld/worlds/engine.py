@@ -95,7 +95,7 @@ def _constraint(c: dict, bodies: list[pymunk.Body], static: pymunk.Body, where: 
         )
     elif kind == "motor":
         joint = pymunk.SimpleMotor(a, b, c["rate"])
-        if math.isfinite(c.get("max_force", math.inf)):
+        if c.get("max_force") is not None:
             joint.max_force = c["max_force"]
     elif kind == "rotary_limit":
         joint = pymunk.RotaryLimitJoint(a, b, c["min"], c["max"])

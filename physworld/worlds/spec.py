@@ -285,9 +285,16 @@ def spring(a: int, b: int, anchor_a, anchor_b, rest_length, stiffness, damping) 
     }
 
 
-def motor(a: int, b: int, rate, max_force=math.inf) -> dict:
-    """Drives the relative angular velocity of b with respect to a to `rate` rad/s."""
-    return {"kind": "motor", "a": int(a), "b": int(b), "rate": float(rate), "max_force": float(max_force)}
+def motor(a: int, b: int, rate, max_force=None) -> dict:
+    """Drives the relative angular velocity of b with respect to a to `rate` rad/s; max_force None
+    means unlimited (JSON has no infinity)."""
+    return {
+        "kind": "motor",
+        "a": int(a),
+        "b": int(b),
+        "rate": float(rate),
+        "max_force": None if max_force is None else float(max_force),
+    }
 
 
 def rotary_limit(a: int, b: int, min_angle, max_angle) -> dict:
