@@ -138,3 +138,31 @@ def test_damaged_manifest_is_a_finding_not_a_crash(copy):
     (copy / "manifest.json").write_text("{not json")
     report = validate(copy)
     assert not report.ok and report.findings[0].file == "manifest.json"
+
+
+def test_jsonl_layout_is_validated_too(tmp_path):
+    from physworld.data.jsonl import write_scene_file
+    from physworld.data.store import Dataset
+
+    src = tmp_path / "jsonl"
+    generate(CONFIG, tmp_path / "store", progress=False)
+    for record in Dataset(tmp_path / "store").iter_scenes():
+        write_scene_file(record, src)
+    assert validate(src, resimulate="all").ok
+    victim = sorted(src.glob("bowling/scene_*.jsonl"))[0]
+    lines = victim.read_text().splitlines()
+    lines[3] = lines[3][:40]  # a damaged frame line
+    victim.write_text("\n".join(lines) + "\n")
+    report = validate(src)
+    assert not report.ok
+    bad = [f for f in report.findings if f.file == f"bowling/{victim.name}"]
+    assert bad and "line 4" in bad[0].message
+
+
+def test_the_guides_own_files_validate(tmp_path):
+    from pathlib import Path
+
+    guide = Path(__file__).parent / "data" / "physicsllmengine"
+    report = validate(guide, check_physics=True)
+    assert report.num_scenes == 8
+    assert not [f for f in report.findings if f.check in ("scenes", "files", "duplicates")]
