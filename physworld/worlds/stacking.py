@@ -14,47 +14,94 @@ import math
 
 import numpy as np
 
-from physworld.worlds.spec import HEIGHT, WIDTH, arena, box, circle, new_spec, pivot, place, static_poly
+from physworld.worlds.spec import (
+    GRAVITY,
+    HEIGHT,
+    WIDTH,
+    arena,
+    box,
+    circle,
+    new_spec,
+    pivot,
+    place,
+    static_poly,
+)
+
+
+def _tower_margin(xs: list[float], widths: list[float], heights: list[float]) -> float:
+    """Smallest stability margin of a column of blocks: at each contact (the floor included), how far
+    the centre of mass of everything above lies inside the contact, as a fraction of its half width.
+    Negative means the column tips over at that contact."""
+    margin = math.inf
+    for k in range(len(xs)):
+        lo, hi = xs[k] - widths[k] / 2, xs[k] + widths[k] / 2
+        if k:
+            lo, hi = max(lo, xs[k - 1] - widths[k - 1] / 2), min(hi, xs[k - 1] + widths[k - 1] / 2)
+        masses = [w * h for w, h in zip(widths[k:], heights[k:], strict=True)]
+        com = sum(m * x for m, x in zip(masses, xs[k:], strict=True)) / sum(masses)
+        half = (hi - lo) / 2
+        margin = min(margin, (half - abs(com - (lo + hi) / 2)) / half)
+    return margin
 
 
 def tower(difficulty: int, rng: np.random.Generator) -> dict:
-    """A single column of blocks stands on the floor; at higher levels the blocks are stacked off-centre
-    in one direction, so the top of the tower leans over and topples.
+    """A single column of blocks stands on the floor; from level 3 the blocks are stacked off-centre
+    in one direction, and from level 4 so far that the tower tips over and falls.
 
-    Difficulty: 3 to 11 blocks (2 more per level). Levels 1 and 2 are centred (level 2 within 2 px)
-    and stand still; from level 3 each block is shifted sideways by up to 10%, 20% and 30% of its
-    width (levels 3, 4, 5), all in the same direction, so the lean grows until the tower falls.
+    Difficulty: 3 to 11 blocks (2 more per level). Level 1 is centred, level 2 within 2 px, and both
+    stand still; level 3 leans to 40-70% of the lean that would topple it and still stands; levels 4
+    and 5 lean 1.2-1.5 and 1.5-2 times that much, so the top of the tower falls.
     """
     spec = new_spec("")
     spec["statics"] = arena(friction=0.7, elasticity=0.1)
     n_blocks = 1 + 2 * difficulty
     heights = [float(rng.uniform(24, 34)) for _ in range(n_blocks)]
     widths = [float(rng.uniform(50, 80)) for _ in range(n_blocks)]
-    lean = (0.0, 0.0, 0.10, 0.20, 0.30)[difficulty - 1]
-    direction = 1.0 if rng.random() < 0.5 else -1.0
-    x = float(rng.uniform(250, 550))
+    x0 = float(rng.uniform(250, 550))
+    if difficulty <= 2:
+        jitter = 2.0 if difficulty == 2 else 0.0
+        xs = [x0] + [x0 + float(rng.uniform(-jitter, jitter)) for _ in range(n_blocks - 1)]
+    else:
+        # Each block steps the same way by a random share of the one below; scale the steps to a
+        # chosen multiple of the critical lean, the smallest at which the column tips over.
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        steps = [0.0] + [direction * float(rng.uniform(0.3, 1.0)) * widths[k - 1] for k in range(1, n_blocks)]
+
+        def columns(scale):
+            return [x0 + scale * sum(steps[: k + 1]) for k in range(n_blocks)]
+
+        lo, hi = 0.0, 0.45  # at 0.45 every block's centre still lies over the block below
+        if _tower_margin(columns(hi), widths, heights) > 0:
+            critical = hi
+        else:
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if _tower_margin(columns(mid), widths, heights) > 0 else (lo, mid)
+            critical = lo
+        factor = {3: (0.4, 0.7), 4: (1.2, 1.5), 5: (1.5, 2.0)}[difficulty]
+        scale = min(0.45, critical * float(rng.uniform(*factor)))
+        xs = columns(scale)
+        # Keep the whole tower inside the world.
+        left = min(x - w / 2 for x, w in zip(xs, widths, strict=True))
+        right = max(x + w / 2 for x, w in zip(xs, widths, strict=True))
+        shift = max(0.0, 20 - left) - max(0.0, right - (WIDTH - 20))
+        xs = [x + shift for x in xs]
     y = 0.0
-    for k, (w, h) in enumerate(zip(widths, heights, strict=True)):
-        if k:
-            if difficulty == 2:
-                x += float(rng.uniform(-2, 2))
-            elif lean:
-                shift = float(rng.uniform(0.5, 1.0)) * lean * w
-                # Keep every block resting on the one below it: its centre stays over the lower block.
-                x += direction * min(shift, 0.45 * widths[k - 1])
+    for x, w, h in zip(xs, widths, heights, strict=True):
         spec["bodies"].append(box((x, y + h / 2), w, h, mass=w * h / 1000, friction=0.7, elasticity=0.1))
         y += h
-    state = "stands" if lean == 0 else "leans and topples"
+    stands = _tower_margin(xs, widths, heights) > 0
+    state = "stands" if difficulty <= 2 else ("leans but stands" if stands else "leans and topples")
     spec["description"] = f"Tower: a column of {n_blocks} blocks {state}."
     return spec
 
 
 def pyramid(difficulty: int, rng: np.random.Generator) -> dict:
     """Blocks are stacked in a stepped pyramid, each block bridging two below it; from level 3 a ball
-    dropped from above lands off-centre on the apex and knocks the upper rows apart.
+    thrown from the side strikes one of the two top rows and knocks blocks off it.
 
     Difficulty: 2 to 6 rows (3, 6, 10, 15, 21 blocks). Levels 1-2 stand still; levels 3-5 add the
-    falling ball, thrown down at 100, 200 and 300 px/s, heavier each level.
+    thrown ball, arriving at 250, 400 and 550 px/s, heavier each level.
     """
     spec = new_spec("")
     spec["statics"] = arena(friction=0.7, elasticity=0.1)
@@ -63,23 +110,40 @@ def pyramid(difficulty: int, rng: np.random.Generator) -> dict:
     gap = float(rng.uniform(1, 4))
     pitch = w + gap
     base = rows * pitch - gap
-    x0 = float(rng.uniform(60, WIDTH - 60 - base)) + w / 2
+    left = float(rng.uniform(60, WIDTH - 60 - base))
     for r in range(rows):
         for k in range(rows - r):
             # Each block of row r sits centred over the gap between two blocks of row r - 1.
-            x = x0 + r * pitch / 2 + k * pitch
+            x = left + w / 2 + r * pitch / 2 + k * pitch
             spec["bodies"].append(box((x, r * h + h / 2), w, h, mass=1.0, friction=0.7, elasticity=0.1))
     n_blocks = len(spec["bodies"])
-    if difficulty >= 3:
-        apex_x = x0 + (rows - 1) * pitch / 2
-        r_ball = float(rng.uniform(10, 14))
-        y_ball = rows * h + r_ball + float(rng.uniform(60, 140))
-        speed = 100.0 * (difficulty - 2)
-        spec["bodies"].append(circle((apex_x + float(rng.uniform(-0.5, 0.5)) * w, y_ball), r_ball,
-                                     mass=1.0 + difficulty, velocity=(0, -speed), friction=0.6, elasticity=0.3))
-        spec["description"] = f"Pyramid: a ball falls onto a {rows}-row pyramid of {n_blocks} blocks."
-    else:
+    if difficulty < 3:
         spec["description"] = f"Pyramid: a {rows}-row pyramid of {n_blocks} blocks stands."
+        return spec
+    r_ball = float(rng.uniform(10, 14))
+    target_row = rows - 1 - int(rng.integers(2))
+    y = target_row * h + h / 2
+    # Throw from the roomier side; the row's outer block is the first thing in the ball's way.
+    room_left, room_right = left, WIDTH - left - base
+    side = 1.0 if room_left > room_right else -1.0
+    edge = left + target_row * pitch / 2 if side > 0 else left + base - target_row * pitch / 2
+    dist = float(rng.uniform(80, min(max(room_left, room_right) - 2 * r_ball - 10, 220)))
+    speed = 250.0 + 150 * (difficulty - 3)
+    flight = dist / speed
+    # Thrown up just enough to come back down to the row's height as it arrives.
+    spec["bodies"].append(
+        circle(
+            (edge - side * (dist + r_ball), y),
+            r_ball,
+            mass=1.0 + difficulty,
+            velocity=(side * speed, -0.5 * GRAVITY[1] * flight),
+            friction=0.6,
+            elasticity=0.3,
+        )
+    )
+    spec["description"] = (
+        f"Pyramid: a ball strikes row {target_row + 1} of a {rows}-row pyramid of {n_blocks} blocks."
+    )
     return spec
 
 
@@ -107,8 +171,18 @@ def dominos(difficulty: int, rng: np.random.Generator) -> dict:
         if k == 0:
             # Rigid rotation about the bottom corner it tips over: that corner does not move.
             vx, vy = spin * h / 2, -spin * w / 2
-            spec["bodies"].append(box((x, h / 2), w, h, mass=0.5, velocity=(direction * vx, vy),
-                                      angular_velocity=-direction * spin, friction=0.6, elasticity=0.1))
+            spec["bodies"].append(
+                box(
+                    (x, h / 2),
+                    w,
+                    h,
+                    mass=0.5,
+                    velocity=(direction * vx, vy),
+                    angular_velocity=-direction * spin,
+                    friction=0.6,
+                    elasticity=0.1,
+                )
+            )
         else:
             spec["bodies"].append(box((x, h / 2), w, h, mass=0.5, friction=0.6, elasticity=0.1))
     spec["description"] = f"Dominos: the first of {n} dominos is tipped and the chain falls."
@@ -120,11 +194,13 @@ _SAFE_LAYERS = ({0, 1, 2}, {0, 1}, {1, 2}, {0, 2}, {1})  # remaining blocks that
 
 def jenga(difficulty: int, rng: np.random.Generator) -> dict:
     """A Jenga tower seen from the side, alternating layers of three block ends and one long block,
-    has blocks pulled out; from level 3 one side block is still sliding out as the scene starts.
+    stands with blocks pulled out of it; from level 3 one more side block near the top is struck
+    outwards and slides part of the way out against the friction of the layers around it.
 
-    Difficulty: 7 to 15 layers (2 more per level) with 1 to 5 blocks pulled. Levels 1-2 pull only
-    blocks whose layer still holds the tower up, so it stands; from level 3 a block slides out at
-    150-250 px/s, and at levels 4-5 a pull may leave one end block alone, so the tower leans and falls.
+    Difficulty: 7 to 15 layers (2 more per level) with 1 to 5 blocks already pulled. Levels 1-2 pull
+    only blocks whose layer still holds the tower up, so it stands; from level 3 a side block in one
+    of the top three three-block layers starts sliding out at 200-300 px/s, and at levels 4-5 a pull
+    may leave a lone end block under a long one, so the tower above it tips and falls.
     """
     spec = new_spec("")
     spec["statics"] = arena(friction=0.7, elasticity=0.1)
@@ -148,9 +224,11 @@ def jenga(difficulty: int, rng: np.random.Generator) -> dict:
             pulls += 1
     sliding = None
     if difficulty >= 3:
-        # A side block being pulled out: it stays in the tower but moves outwards.
-        candidates = [(k, b) for k in triples if k > 0 for b in (0, 2) if b in layers[k]]
-        sliding = candidates[int(rng.integers(len(candidates)))]
+        # A side block struck outwards in one of the top three three-block layers: it starts in
+        # place but moving, and friction with the layers around it slows it as it slides out.
+        candidates = [(k, b) for k in triples[-3:] for b in (0, 2) if b in layers[k]]
+        if candidates:
+            sliding = candidates[int(rng.integers(len(candidates)))]
     for k, layer in enumerate(layers):
         y = k * t + t / 2
         if k % 2:
@@ -160,15 +238,18 @@ def jenga(difficulty: int, rng: np.random.Generator) -> dict:
             x = x_c + (b - 1) * small
             velocity = (0.0, 0.0)
             if (k, b) == sliding:
-                velocity = ((b - 1) * float(rng.uniform(150, 250)), 0.0)
-            spec["bodies"].append(box((x, y), small, t, mass=0.5, velocity=velocity, friction=0.6,
-                                      elasticity=0.05))
-    spec["description"] = f"Jenga: a {n_layers}-layer tower with {difficulty} block(s) pulled."
+                velocity = ((b - 1) * float(rng.uniform(200, 300)), 0.0)
+            spec["bodies"].append(
+                box((x, y), small, t, mass=0.5, velocity=velocity, friction=0.6, elasticity=0.05)
+            )
+    struck = ", and a block near the top is struck out" if sliding else ""
+    spec["description"] = f"Jenga: a {n_layers}-layer tower with {difficulty} block(s) pulled{struck}."
     return spec
 
 
 def _sag_angles(n: int, ratio: float) -> list[float]:
     """Plank angles of a symmetric sag: n links whose horizontal span is `ratio` of their length."""
+
     def span(alpha):
         return sum(math.cos(alpha * ((i + 0.5) - n / 2) / (n / 2)) for i in range(n)) / n
 
@@ -193,7 +274,9 @@ def bridge(difficulty: int, rng: np.random.Generator) -> dict:
     xr = WIDTH - float(rng.uniform(120, 190))
     top = float(rng.uniform(180, 260))
     spec["statics"].append(static_poly([(0, 0), (xl, 0), (xl, top), (0, top)], friction=0.7, elasticity=0.2))
-    spec["statics"].append(static_poly([(xr, 0), (WIDTH, 0), (WIDTH, top), (xr, top)], friction=0.7, elasticity=0.2))
+    spec["statics"].append(
+        static_poly([(xr, 0), (WIDTH, 0), (WIDTH, top), (xr, top)], friction=0.7, elasticity=0.2)
+    )
     n = 4 + difficulty
     gap = xr - xl
     slack = float(rng.uniform(0.015, 0.04))
@@ -204,8 +287,9 @@ def bridge(difficulty: int, rng: np.random.Generator) -> dict:
     x, y = xl, top
     for a in angles:
         cx, cy = x + plank / 2 * math.cos(a), y + plank / 2 * math.sin(a)
-        spec["bodies"].append(box((cx, cy), plank, thick, mass=1.0, angle=a, friction=0.8, elasticity=0.1,
-                                  group=1))
+        spec["bodies"].append(
+            box((cx, cy), plank, thick, mass=1.0, angle=a, friction=0.8, elasticity=0.1, group=1)
+        )
         x, y = x + plank * math.cos(a), y + plank * math.sin(a)
     spec["constraints"].append(pivot(-1, 0, (xl, top), (-plank / 2, 0)))
     for i in range(n - 1):
@@ -220,19 +304,28 @@ def bridge(difficulty: int, rng: np.random.Generator) -> dict:
         side = 1.0 if rng.random() < 0.5 else -1.0
         edge = xl if side > 0 else xr
         # Resting on the pier's top, rolling towards the deck.
-        loads.append(circle((edge - side * float(rng.uniform(r + 10, 60)), top + r), r, mass=1.5,
-                            velocity=(side * speed, 0), angular_velocity=-side * speed / r, friction=0.7,
-                            elasticity=0.2))
+        loads.append(
+            circle(
+                (edge - side * float(rng.uniform(r + 10, 60)), top + r),
+                r,
+                mass=1.5,
+                velocity=(side * speed, 0),
+                angular_velocity=-side * speed / r,
+                friction=0.7,
+                elasticity=0.2,
+            )
+        )
         n_drops -= 1
     for _ in range(n_drops):
         size = float(rng.uniform(14, 24))
         mass = float(rng.uniform(0.8, 2.0))
-        if rng.random() < 0.5:
-            def make(pos, size=size, mass=mass):
+        kind = int(rng.integers(2))
+
+        def make(pos, kind=kind, size=size, mass=mass):
+            if kind == 0:
                 return circle(pos, size / 2, mass=mass, friction=0.7, elasticity=0.2)
-        else:
-            def make(pos, size=size, mass=mass):
-                return box(pos, size * 1.4, size, mass=mass, friction=0.7, elasticity=0.1)
+            return box(pos, size * 1.4, size, mass=mass, friction=0.7, elasticity=0.1)
+
         body = place(rng, make, planks + loads, (xl + 30, xr - 30), (top + 40, HEIGHT - 30))
         if body is not None:
             loads.append(body)
