@@ -9,7 +9,8 @@ from physworld.worlds.spec import PENETRATION_TOLERANCE
 
 
 def _jointed_pairs(spec: dict) -> set[tuple[int, int]]:
-    return {tuple(sorted((c["a"], c["b"]))) for c in spec["constraints"]}
+    """Body pairs a joint keeps from colliding; joints to the static world (-1) do not (see engine)."""
+    return {tuple(sorted((c["a"], c["b"]))) for c in spec["constraints"] if -1 not in (c["a"], c["b"])}
 
 
 def spawn_problems(spec: dict, tolerance: float = PENETRATION_TOLERANCE) -> list[str]:

@@ -104,7 +104,9 @@ def _constraint(c: dict, bodies: list[pymunk.Body], static: pymunk.Body, where: 
             f"{where}.kind: unknown constraint {kind!r}; expected pin, pivot, slide, spring, "
             "motor or rotary_limit"
         )
-    joint.collide_bodies = False
+    # Jointed bodies do not collide with each other (a hinge's parts overlap), but a body jointed to
+    # the world must still collide with the floor and walls, which are the same static body.
+    joint.collide_bodies = STATIC in (c["a"], c["b"])
     return joint
 
 
@@ -175,17 +177,19 @@ def _apply_controllers(spec: dict, bodies: list[pymunk.Body], state: np.ndarray,
             omega = 2 * math.pi / ctrl["period"]
             speed = ctrl["amplitude"] * omega * math.cos(omega * t + ctrl.get("phase", 0.0))
         elif kind == "track":
-            # Follow the nearest target body along one axis at a bounded speed (pong paddles).
+            # Follow, along one axis and at a bounded speed, the target that will reach this body
+            # first (pong paddles); with none approaching, return to the middle of the range.
             k = 0 if axis == "x" else 1
-            me = state[i, k]
-            targets = ctrl["targets"]
             other = 1 - k
-            dist = [abs(state[j, other] - state[i, other]) for j in targets]
-            goal = state[targets[int(np.argmin(dist))], k]
             lo, hi = ctrl["min"], ctrl["max"]
+            goal, soonest = 0.5 * (lo + hi), math.inf
+            for j in ctrl["targets"]:
+                gap, closing = state[i, other] - state[j, other], state[j, 3 + other]
+                if gap * closing > 0 and gap / closing < soonest:
+                    goal, soonest = state[j, k], gap / closing
             goal = min(max(goal, lo), hi)
             speed = float(
-                np.clip((goal - me) * ctrl.get("gain", 10.0), -ctrl["max_speed"], ctrl["max_speed"])
+                np.clip((goal - state[i, k]) * ctrl.get("gain", 10.0), -ctrl["max_speed"], ctrl["max_speed"])
             )
         else:
             raise SpecError(

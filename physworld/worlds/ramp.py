@@ -59,6 +59,7 @@ def ramp_roll(difficulty: int, rng: np.random.Generator) -> dict:
         u += r + float(rng.uniform(8, 30))
         x = wall_x + u * down[0] + r * normal[0]
         y = top + u * down[1] + r * normal[1]
+        hollow = rng.random() < 0.5  # a thin-walled tube, which rolls more slowly than a disc
         body = circle(
             (x, y),
             r,
@@ -67,10 +68,8 @@ def ramp_roll(difficulty: int, rng: np.random.Generator) -> dict:
             angular_velocity=-side * speed / r,
             friction=0.8,
             elasticity=0.2,
+            inner_radius=0.85 * r if hollow else 0.0,
         )
-        if rng.random() < 0.5:
-            # A thin-walled tube: moment of an annulus with inner radius 0.85 r.
-            body["moment"] = float(0.5 * mass * (r * r + (0.85 * r) ** 2))
         spec["bodies"].append(body)
         u += r
     spec["description"] = (

@@ -113,8 +113,10 @@ def circle(
     elasticity=0.5,
     kinematic=False,
     group=0,
+    inner_radius=0.0,
 ) -> dict:
-    moment = 0.0 if kinematic else pymunk.moment_for_circle(mass, 0, radius)
+    """A disc; with inner_radius > 0 its mass sits in a ring (a tube), which only changes its moment."""
+    moment = 0.0 if kinematic else pymunk.moment_for_circle(mass, inner_radius, radius)
     return _body(
         {"shape": "circle", "radius": float(radius)},
         0.0 if kinematic else mass,
