@@ -1,0 +1,23 @@
+"""Docs that are generated from code stay in step with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from physworld.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_scenario_table_matches_the_code(capsys):
+    assert main(["list-scenarios", "--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    doc = (ROOT / "docs" / "SCENARIOS.md").read_text()
+    assert table in doc, "docs/SCENARIOS.md is stale: regenerate its table with `physworld list-scenarios --markdown`"
+    assert table.count("\n| ") == 36  # header separator + 35 types
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in readme, f"README must show CI's test command verbatim: {ci}"
