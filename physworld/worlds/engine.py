@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pymunk
 import pymunk.batch as pb
+from pymunk._chipmunk import lib as _chipmunk
 
 from physworld.worlds.spec import body_extent
 
@@ -22,7 +23,6 @@ STATIC = -1  # body index of the static world in constraints and contact events
 _BODY_FIELDS = (
     pb.BodyFields.POSITION | pb.BodyFields.ANGLE | pb.BodyFields.VELOCITY | pb.BodyFields.ANGULAR_VELOCITY
 )
-_ARBITER_FIELDS = pb.ArbiterFields.BODY_A_ID | pb.ArbiterFields.BODY_B_ID | pb.ArbiterFields.TOTAL_IMPULSE
 
 
 class SpecError(ValueError):
@@ -133,43 +133,53 @@ def build_space(spec: dict) -> tuple[pymunk.Space, list[pymunk.Body]]:
 # ---------------------------------------------------------------- force fields and controllers
 
 
-def _field_forces(
-    fields: dict, state: np.ndarray, masses: np.ndarray, sizes: np.ndarray, t: float
-) -> np.ndarray:
-    """Forces [N, 2] from the spec's fields, given float64 state [N, 6] at time t."""
-    pos, vel = state[:, 0:2], state[:, 3:5]
-    force = np.zeros_like(pos)
-    att = fields.get("attraction")
+def field_force_function(spec: dict):
+    """A function (state float64 [N, 6], t) -> forces [N, 2] for the spec's fields, or None.
+
+    Constants are computed once here because the function runs every substep: with the few
+    bodies of a gravity scene, numpy call overhead is most of the cost.
+    """
+    fields = spec.get("fields") or {}
+    if not fields:
+        return None
+    masses = np.array([b["mass"] for b in spec["bodies"]], dtype=np.float64)  # kinematic: 0, so no force
+    att, wind = fields.get("attraction"), fields.get("wind")
     if att:
-        g, eps2 = att["G"], att.get("softening", 1.0) ** 2
-        if att.get("between_bodies", True):
-            d = pos[None, :, :] - pos[:, None, :]  # [N, N, 2], from i to j
-            r2 = (d * d).sum(-1) + eps2
-            inv_r3 = r2**-1.5
-            np.fill_diagonal(inv_r3, 0.0)
-            force += g * masses[:, None] * ((masses[None, :] * inv_r3)[:, :, None] * d).sum(1)
-        for well in att.get("wells", ()):
-            d = np.asarray(well["position"]) - pos
-            r2 = (d * d).sum(-1) + eps2
-            force += (g * well["mass"] * masses * r2**-1.5)[:, None] * d
-    wind = fields.get("wind")
+        g, eps2 = float(att["G"]), float(att.get("softening", 1.0)) ** 2
+        pair_gm = g * np.outer(masses, masses) if att.get("between_bodies", True) else None
+        wells = att.get("wells") or []
+        well_pos = np.array([w["position"] for w in wells], dtype=np.float64).reshape(-1, 2)
+        well_gm = g * np.outer(masses, [w["mass"] for w in wells])  # [N, K]
     if wind:
-        # Linear drag towards the wind's velocity, proportional to the body's size: light, large
-        # bodies are carried along faster than heavy, small ones.
-        gust = 1.0 + wind.get("gust_amplitude", 0.0) * math.sin(
-            2 * math.pi * t / wind.get("gust_period", 1.0)
-        )
-        rel = np.asarray(wind["velocity"]) * gust - vel
-        force += wind["drag"] * sizes[:, None] * rel
-    return force
+        drag = wind["drag"] * np.array([2.0 * body_extent(b) for b in spec["bodies"]])[:, None]
+        wind_v = np.asarray(wind["velocity"], dtype=np.float64)
+        gust_amp, gust_period = wind.get("gust_amplitude", 0.0), wind.get("gust_period", 1.0)
+
+    def forces(state: np.ndarray, t: float) -> np.ndarray:
+        pos = state[:, 0:2]
+        force = np.zeros_like(pos)
+        if att:
+            if pair_gm is not None:
+                d = pos[None, :, :] - pos[:, None, :]  # [N, N, 2], from i to j; d_ii = 0 adds nothing
+                w = pair_gm * (np.einsum("ijk,ijk->ij", d, d) + eps2) ** -1.5
+                force += np.einsum("ij,ijk->ik", w, d)
+            if len(well_pos):
+                d = well_pos[None, :, :] - pos[:, None, :]  # [N, K, 2]
+                w = well_gm * (np.einsum("ijk,ijk->ij", d, d) + eps2) ** -1.5
+                force += np.einsum("ij,ijk->ik", w, d)
+        if wind:
+            # Linear drag towards the wind's velocity, proportional to the body's size: light, large
+            # bodies are carried along faster than heavy, small ones.
+            gust = 1.0 + gust_amp * math.sin(2 * math.pi * t / gust_period)
+            force += drag * (wind_v * gust - state[:, 3:5])
+        return force
+
+    return forces
 
 
-def _apply_controllers(spec: dict, bodies: list[pymunk.Body], state: np.ndarray, t: float) -> None:
-    """Set kinematic bodies' velocities for the coming frame from their controllers."""
-    for i, b in enumerate(spec["bodies"]):
-        ctrl = b.get("controller")
-        if not ctrl:
-            continue
+def _apply_controllers(controlled: list, bodies: list[pymunk.Body], state: np.ndarray, t: float) -> None:
+    """Set kinematic bodies' velocities for the coming frame from their controllers [(index, controller)]."""
+    for i, ctrl in controlled:
         kind, axis = ctrl["kind"], ctrl.get("axis", "y")
         if kind == "oscillate":
             # Velocity of a sinusoid, so the position follows center + amplitude * sin(...) exactly
@@ -237,43 +247,51 @@ def simulate(spec: dict, num_frames: int) -> dict:
     buf = pb.Buffer()
     states[0] = read_state(space, buf, n)
 
-    index = {body.id: i for i, body in enumerate(bodies)}
-    index[space.static_body.id] = STATIC
-    began: list[tuple[int, int]] = []
+    # Contact onsets: a `begin` callback (Python, but only when a contact starts) names the pair and
+    # keeps its arbiter, whose impulse is read once the substep's solver has run. Arbiters live in
+    # the space's cache for several steps after a contact ends, so the pointer is valid then.
+    shape_index = {shape: i for i, body in enumerate(bodies) for shape in body.shapes}
+    shape_index.update((shape, STATIC) for shape in space.static_body.shapes)
+    began: list = []
 
     def on_begin(arbiter, _space, _data):
-        a, b = arbiter.bodies
-        began.append((index[a.id], index[b.id]))
+        a, b = arbiter.shapes
+        began.append((shape_index[a], shape_index[b], arbiter._arbiter))
 
     space.on_collision(begin=on_begin)
     ev_frame, ev_a, ev_b, ev_imp = [], [], [], []
-    arb_buf = pb.Buffer()
 
-    fields = spec.get("fields") or {}
-    has_controllers = any(b.get("controller") for b in spec["bodies"])
-    if fields:
-        masses = np.array([b["mass"] for b in spec["bodies"]], dtype=np.float64)
-        sizes = np.array([2.0 * body_extent(b) for b in spec["bodies"]], dtype=np.float64)
-        force_buf = pb.Buffer()
-        # set_space_bodies walks every body, static ones included, so the buffer covers them all.
-        force = np.zeros((len(space.bodies) + 1, 2), dtype=np.float64)
+    field_forces = field_force_function(spec)
+    controlled = [(i, b["controller"]) for i, b in enumerate(spec["bodies"]) if b.get("controller")]
+    if field_forces:
+        # Fields act as two half kicks per frame around the frame's substeps (Strang splitting; for
+        # a scene with only attraction it is the symplectic leapfrog, so orbits keep their energy).
+        # Per substep would cost a numpy evaluation every step for the same accuracy.
+        inv_mass = np.array([0.0 if b["kinematic"] else 1.0 / b["mass"] for b in spec["bodies"]])[:, None]
+        half_dt = 0.5 * w["dt"]
+        # set_space_bodies walks every body, the static one included, so the buffer covers them all;
+        # cffi keeps pointing at `velocity`, which is filled in place.
+        velocity = np.zeros((len(space.bodies) + 1, 2), dtype=np.float64)
+        velocity_buf = pb.Buffer()
+        velocity_buf.set_float_buf(velocity.reshape(-1))
+
+        def kick(t):
+            state = read_state(space, buf, n).copy()
+            velocity[:n] = state[:, 3:5] + field_forces(state, t) * inv_mass * half_dt
+            pb.set_space_bodies(space, pb.BodyFields.VELOCITY, velocity_buf)
+
     for f in range(1, num_frames + 1):
         t0 = (f - 1) * w["dt"]
-        if has_controllers:
-            _apply_controllers(spec, bodies, states[f - 1], t0)
-        for s in range(substeps):
-            if fields:
-                # A Chipmunk step first moves bodies with their current velocity, then applies
-                # forces to the velocity; evaluating the field where the bodies are about to be makes
-                # that a symplectic drift-kick, so orbits keep their energy instead of gaining it.
-                state = read_state(space, buf, n).copy()
-                state[:, 0:2] += h * state[:, 3:5]
-                force[:n] = _field_forces(fields, state, masses, sizes, t0 + (s + 1) * h)
-                force_buf.set_float_buf(force.ravel())
-                pb.set_space_bodies(space, pb.BodyFields.FORCE, force_buf)
+        if controlled:
+            _apply_controllers(controlled, bodies, states[f - 1], t0)
+        if field_forces:
+            kick(t0)
+        for _ in range(substeps):
             space.step(h)
             if began:
-                _record_onsets(space, arb_buf, index, began, f, ev_frame, ev_a, ev_b, ev_imp)
+                _record_onsets(began, f, ev_frame, ev_a, ev_b, ev_imp)
+        if field_forces:
+            kick(t0 + w["dt"])
         states[f] = read_state(space, buf, n)
 
     events = {
@@ -285,21 +303,16 @@ def simulate(spec: dict, num_frames: int) -> dict:
     return {"states": states, "events": events}
 
 
-def _record_onsets(space, arb_buf, index, began, frame, ev_frame, ev_a, ev_b, ev_imp) -> None:
-    # Runs only in substeps where a contact began, so its cost scales with events, not with steps.
-    arb_buf.clear()
-    pb.get_space_arbiters(space, _ARBITER_FIELDS, arb_buf)
-    ids = np.frombuffer(arb_buf.int_buf(), dtype=np.uintp).reshape(-1, 2)
-    imp = np.frombuffer(arb_buf.float_buf(), dtype=np.float64).reshape(-1, 2)
-    impulse = {}
-    for (ia, ib), (jx, jy) in zip(ids.tolist(), imp.tolist(), strict=True):
-        key = (index.get(ia), index.get(ib))
-        impulse[key] = impulse.get(key, 0.0) + math.hypot(jx, jy)
-    for a, b in dict.fromkeys(began):  # de-duplicate, keep order: two shapes may begin at once
-        j = impulse.get((a, b), impulse.get((b, a), 0.0))
-        lo, hi = (a, b) if a <= b else (b, a)
+def _record_onsets(began: list, frame: int, ev_frame, ev_a, ev_b, ev_imp) -> None:
+    # One event per body pair per substep: a body may begin touching two static shapes at once.
+    impulse: dict[tuple[int, int], float] = {}
+    for a, b, arbiter in began:
+        j = _chipmunk.cpArbiterTotalImpulse(arbiter)
+        key = (a, b) if a <= b else (b, a)
+        impulse[key] = impulse.get(key, 0.0) + math.hypot(j.x, j.y)
+    for (a, b), j in impulse.items():
         ev_frame.append(frame)
-        ev_a.append(lo)
-        ev_b.append(hi)
+        ev_a.append(a)
+        ev_b.append(b)
         ev_imp.append(j)
     began.clear()
