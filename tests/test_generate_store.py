@@ -205,3 +205,15 @@ def test_missing_dataset_error_names_the_file(tmp_path, capsys):
 
     with pytest.raises(StoreError, match="no manifest"):
         Dataset(tmp_path)
+
+
+def test_hugging_face_datasets_reads_the_store(small_dataset, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset(str(small_dataset), split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == 36
+    row = ds[0]
+    rec = Dataset(small_dataset).scene(row["scene_id"])
+    assert (
+        np.asarray(row["x"], dtype=np.float32).T.tobytes()
+        == np.ascontiguousarray(rec["states"][:, :, 0]).tobytes()
+    )
