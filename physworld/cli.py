@@ -127,6 +127,28 @@ def cmd_heldout_examples(args) -> int:
     return 0
 
 
+def cmd_gallery(args) -> int:
+    from physworld.data.gallery import render_gallery
+    from physworld.worlds.registry import DIFFICULTIES, resolve_types
+
+    if args.difficulty not in DIFFICULTIES:
+        raise UserError(f"--difficulty must be one of {DIFFICULTIES}, got {args.difficulty}")
+    if not args.fps > 0 or args.width < 16:
+        raise UserError("--fps must be positive and --width at least 16")
+    paths = render_gallery(
+        args.output_dir,
+        resolve_types(args.scenario_types),
+        difficulty=args.difficulty,
+        fps=args.fps,
+        seed=args.seed,
+        frames=args.frames_per_scene,
+        width=args.width,
+        progress=not args.quiet,
+    )
+    print(f"{len(paths) - 1} GIFs and {paths[-1]} -> {args.output_dir}")
+    return 0
+
+
 def cmd_list_scenarios(args) -> int:
     from physworld.worlds.registry import CATEGORY_OF, HELDOUT, difficulty_docs
 
@@ -216,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_validate)
 
+    gal = verbs.add_parser("gallery", help="one animated GIF per scenario type and a grid image of all")
+    gal.add_argument("--output-dir", required=True, type=Path)
+    gal.add_argument("--scenario-types", nargs="+", default=["all"], metavar="TYPE")
+    gal.add_argument("--difficulty", type=int, default=3)
+    gal.add_argument("--fps", type=float, default=15)
+    gal.add_argument("--seed", type=int, default=0)
+    gal.add_argument("--frames-per-scene", type=int, default=200)
+    gal.add_argument("--width", type=int, default=256, help="pixels; height keeps the world's 4:3")
+    gal.add_argument("--quiet", action="store_true")
+    gal.set_defaults(func=cmd_gallery)
+
     h = verbs.add_parser("heldout-examples", help="readable text examples of scenes for manual inspection")
     h.add_argument("--output", required=True, type=Path)
     h.add_argument("--num-examples", type=int, default=3, help="per scenario type")
@@ -244,7 +277,7 @@ def main(argv=None) -> int:
         parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
     try:
         return args.func(args)
-    except (UserError, StoreError, ValueError, FileNotFoundError) as e:
+    except (UserError, StoreError, ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

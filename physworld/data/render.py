@@ -789,3 +789,29 @@ def write_mp4(path, rgb, fps: float = 15) -> None:
             writer.close()
 
     _atomic_write(path, write)
+
+
+def write_png(path, rgb) -> None:
+    """Write one image uint8 [H, W, 3] as PNG (imageio with Pillow), atomically."""
+    _require("imageio", "write_png", "imageio")
+    _require("PIL", "write_png", "pillow")
+    import imageio.v3 as iio
+
+    image = _video_frames(rgb)
+    if len(image) != 1:
+        raise ValueError(f"write_png takes one image, got {len(image)} frames")
+    _atomic_write(path, lambda tmp: iio.imwrite(tmp, image[0], extension=".png", plugin="pillow"))
+
+
+def label(rgb, text: str, color=(20, 20, 20)) -> np.ndarray:
+    """A copy of an image (or every frame of a stack) with `text` in its top-left corner (Pillow)."""
+    _require("PIL", "label", "pillow")
+    from PIL import Image, ImageDraw
+
+    frames = _video_frames(rgb)
+    out = np.empty_like(frames)
+    for k, frame in enumerate(frames):
+        image = Image.fromarray(frame)
+        ImageDraw.Draw(image).text((4, 3), text, fill=tuple(color))
+        out[k] = np.asarray(image)
+    return out if np.asarray(rgb).ndim == 4 else out[0]
