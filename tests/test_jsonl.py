@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from physworld.data.generate import make_record
 from physworld.data.jsonl import (
     JsonlError,
     _f32_strings,
@@ -22,7 +23,6 @@ from physworld.data.jsonl import (
 )
 from physworld.worlds import spec as S
 from physworld.worlds.engine import build_space, simulate
-from physworld.worlds.registry import CATEGORY_OF, make_spec
 
 GUIDE_DIR = Path(__file__).parent / "data" / "physicsllmengine"
 GUIDE_FILES = sorted(GUIDE_DIR.glob("*/scene_*.jsonl"))
@@ -45,18 +45,7 @@ def _guide_lines(name: str) -> list[str]:
 
 
 def _record(scenario_type: str, difficulty: int = 3, seed: int = 11, frames: int = FRAMES) -> dict:
-    spec = make_spec(scenario_type, difficulty, seed)
-    run = simulate(spec, frames)
-    return {
-        "scene_id": 1000 + seed,
-        "seed": seed,
-        "scenario_type": scenario_type,
-        "category": CATEGORY_OF[scenario_type],
-        "difficulty": difficulty,
-        "spec": spec,
-        "states": run["states"],
-        "events": run["events"],
-    }
+    return make_record(1000 + seed, scenario_type, difficulty, seed, frames)
 
 
 def _assert_same_record(back: dict, record: dict) -> None:
