@@ -149,6 +149,107 @@ def cmd_gallery(args) -> int:
     return 0
 
 
+RECIPES = {"physics-expert": "physworld.training.physics_expert"}
+
+
+def cmd_train(args) -> int:
+    import importlib
+
+    recipe = importlib.import_module(RECIPES[args.recipe])
+    try:
+        summary = recipe.main(args.config, args.overrides, progress=not args.quiet)
+    except RuntimeError as e:  # the run stopped itself (e.g. too many non-finite steps); checkpoints are kept
+        print(f"physworld train {args.recipe}: stopped: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"trained {summary['steps']} steps -> {summary['output_dir']} (latest checkpoint {summary['latest']})"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from physworld.evaluation.evaluate import evaluate
+
+    if args.max_scenes_per_type < 1:
+        raise UserError(f"--max-scenes-per-type must be at least 1, got {args.max_scenes_per_type}")
+    metrics = evaluate(
+        args.checkpoint,
+        args.val_dir,
+        args.output_dir,
+        model_name=args.model,
+        context_frames=args.context_frames,
+        rollout_frames=args.rollout_frames,
+        max_scenes_per_type=args.max_scenes_per_type,
+        render=not args.no_render,
+        label=args.label,
+        progress=not args.quiet,
+    )
+    print(headline_table(metrics))
+    if args.report:
+        from physworld.evaluation.report import write_report
+
+        path = write_report([args.output_dir], args.output_dir / "report.html")
+        print(f"report -> {path}")
+    print(f"metrics -> {args.output_dir / 'metrics.json'}")
+    return 0
+
+
+def headline_table(metrics: dict) -> str:
+    """Position error (px) at the largest horizon and over the rollout, per split and method."""
+    h = str(max(metrics["settings"]["horizons"]))
+    lines = [
+        f"{'split':8s} {'method':18s} {'err@' + h + ' px':>11s} {'err all px':>11s} {'mse@' + h + ' px2':>13s}"
+    ]
+    for split in ("seen", "heldout"):
+        for method, m in metrics["aggregate"].get(split, {}).items():
+            err, mse = m["position_error_px"], m["position_mse_px2"]
+            fmt = lambda v, w: f"{v:{w}.2f}" if v is not None else f"{'diverged':>{w}s}"  # noqa: E731
+            lines.append(
+                f"{split:8s} {method:18s} {fmt(err.get(h), 11)} {fmt(err.get('all'), 11)} {fmt(mse.get(h), 13)}"
+            )
+    return "\n".join(lines)
+
+
+def cmd_render_comparison(args) -> int:
+    from physworld.data.store import Dataset
+    from physworld.evaluation.evaluate import load_physics_expert, select_scenes, write_comparison_gifs
+    from physworld.evaluation.rollout import model_rollouts
+    from physworld.worlds.registry import resolve_types
+
+    model, _ = load_physics_expert(args.checkpoint)
+    types = set(resolve_types(args.scenario_types))
+    scenes = [
+        s
+        for s in select_scenes(
+            Dataset(args.val_dir), args.num_scenes, args.context_frames + args.rollout_frames
+        )
+        if s["scenario_type"] in types
+    ]
+    if not scenes:
+        raise UserError(f"{args.val_dir} has no scenes of types {', '.join(sorted(types))}")
+    preds = model_rollouts(model, scenes, args.context_frames, args.rollout_frames)
+    gifs = write_comparison_gifs(Path(args.output_dir), scenes, preds, fps=args.fps, per_type=args.num_scenes)
+    print(
+        f"{sum(1 for _ in Path(args.output_dir).glob('*_cmp.gif'))} comparison GIFs of {len(gifs)} types -> "
+        f"{args.output_dir}"
+    )
+    return 0
+
+
+def cmd_report(args) -> int:
+    from physworld.evaluation.report import write_report
+
+    path = write_report(args.eval_dirs, args.output, title=args.title)
+    print(f"report -> {path}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from physworld.quickstart import quickstart
+
+    return quickstart(args.output_dir, seed=args.seed, progress=not args.quiet)
+
+
 def cmd_list_scenarios(args) -> int:
     from physworld.worlds.registry import CATEGORY_OF, HELDOUT, difficulty_docs
 
@@ -238,6 +339,62 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_validate)
 
+    tr = verbs.add_parser("train", help="run a training recipe from a YAML config, with key=value overrides")
+    tr.add_argument("recipe", choices=sorted(RECIPES))
+    tr.add_argument(
+        "--config", required=True, type=Path, help="a YAML preset, e.g. configs/physics_expert/tiny.yaml"
+    )
+    tr.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 data.batch_size=8"
+    )
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    ev = verbs.add_parser(
+        "evaluate", help="autoregressive rollouts of a model beside baselines and the chaos floor"
+    )
+    ev.add_argument("--model", default="physics-expert", choices=["physics-expert"])
+    ev.add_argument("--checkpoint", required=True, type=Path)
+    ev.add_argument("--val-dir", required=True, type=Path)
+    ev.add_argument("--output-dir", required=True, type=Path)
+    ev.add_argument("--context-frames", type=int, default=10)
+    ev.add_argument("--rollout-frames", type=int, default=20)
+    ev.add_argument("--max-scenes-per-type", type=int, default=100)
+    ev.add_argument("--no-render", action="store_true", help="skip the comparison GIFs")
+    ev.add_argument("--report", action="store_true", help="also write <output-dir>/report.html")
+    ev.add_argument("--label", help="the model's name in reports")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rc = verbs.add_parser(
+        "render-comparison", help="side-by-side GIFs of real rollouts: truth (green) | prediction (blue)"
+    )
+    rc.add_argument("--checkpoint", required=True, type=Path)
+    rc.add_argument("--val-dir", required=True, type=Path)
+    rc.add_argument("--output-dir", required=True, type=Path)
+    rc.add_argument("--scenario-types", nargs="+", default=["heldout"], metavar="TYPE")
+    rc.add_argument("--num-scenes", type=int, default=5, help="per scenario type")
+    rc.add_argument("--context-frames", type=int, default=10)
+    rc.add_argument("--rollout-frames", type=int, default=20)
+    rc.add_argument("--fps", type=float, default=15)
+    rc.set_defaults(func=cmd_render_comparison)
+
+    rp = verbs.add_parser("report", help="one HTML page from one evaluation, or a leaderboard from several")
+    rp.add_argument(
+        "eval_dirs", nargs="+", type=Path, help="evaluation output directories (with metrics.json)"
+    )
+    rp.add_argument("--output", required=True, type=Path)
+    rp.add_argument("--title")
+    rp.set_defaults(func=cmd_report)
+
+    qs = verbs.add_parser(
+        "quickstart", help="small dataset -> PhysicsExpert -> evaluation -> report, in minutes"
+    )
+    qs.add_argument("--output-dir", type=Path, default=Path("runs/quickstart"))
+    qs.add_argument("--seed", type=int, default=0)
+    qs.add_argument("--quiet", action="store_true")
+    qs.set_defaults(func=cmd_quickstart)
+
     gal = verbs.add_parser("gallery", help="one animated GIF per scenario type and a grid image of all")
     gal.add_argument("--output-dir", required=True, type=Path)
     gal.add_argument("--scenario-types", nargs="+", default=["all"], metavar="TYPE")
@@ -272,7 +429,15 @@ def main(argv=None) -> int:
     from physworld.data.store import StoreError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
+    args, extra = parser.parse_known_args(argv)
+    if args.verb == "train":
+        bad = [a for a in extra if a.startswith("-") or "=" not in a]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
+        args.overrides = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "num_workers", 1) < 1:
         parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
     try:

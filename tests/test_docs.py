@@ -13,7 +13,9 @@ def test_scenario_table_matches_the_code(capsys):
     assert main(["list-scenarios", "--markdown"]) == 0
     table = capsys.readouterr().out.strip()
     doc = (ROOT / "docs" / "SCENARIOS.md").read_text()
-    assert table in doc, "docs/SCENARIOS.md is stale: regenerate its table with `physworld list-scenarios --markdown`"
+    assert table in doc, (
+        "docs/SCENARIOS.md is stale: regenerate its table with `physworld list-scenarios --markdown`"
+    )
     assert table.count("\n| ") == 35  # one row per type
 
 

@@ -153,8 +153,8 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
 
     sid, st = record["scene_id"], record["scenario_type"]
     spec = record["spec"]
-    if spec.get("imported"):
-        return []  # simulated by another engine: nothing to reproduce
+    if spec.get("imported") or spec.get("prediction"):
+        return []  # simulated by another engine, or predicted by a model: nothing to reproduce
     out = []
     if st in SCENARIOS:
         try:

@@ -94,8 +94,12 @@ def total_energy(spec: dict, states: np.ndarray) -> np.ndarray:
     return energy
 
 
-def max_penetration(spec: dict, state: np.ndarray) -> float:
-    """Deepest overlap (px) between any two shapes that may collide, at one frame's state [N, 6]."""
+def penetration_depths(spec: dict, state: np.ndarray) -> tuple[float, float]:
+    """Deepest overlap (px) between two bodies, and between a body and static geometry, at one
+    frame's state [N, 6] (pairs that may not collide, like a hinge's parts, are skipped).
+    Non-finite states (a diverged prediction) count as infinitely deep."""
+    if not np.isfinite(state[:, :3]).all():
+        return float("inf"), float("inf")
     sp = dict(
         spec,
         bodies=[
@@ -106,12 +110,18 @@ def max_penetration(spec: dict, state: np.ndarray) -> float:
     space, bodies = build_space(sp)
     index = {b: i for i, b in enumerate(bodies)}
     skip = _jointed_pairs(spec)
-    deepest = 0.0
+    deepest = [0.0, 0.0]  # body-body, body-static
     for i, body in enumerate(bodies):
         for hit in space.shape_query(next(iter(body.shapes))):
             j = index.get(hit.shape.body, -1)
             if j == i or tuple(sorted((i, j))) in skip:
                 continue
             depth = -min((p.distance for p in hit.contact_point_set.points), default=0.0)
-            deepest = max(deepest, depth)
-    return deepest
+            k = 1 if j == -1 else 0
+            deepest[k] = max(deepest[k], depth)
+    return deepest[0], deepest[1]
+
+
+def max_penetration(spec: dict, state: np.ndarray) -> float:
+    """Deepest overlap (px) between any two shapes that may collide, at one frame's state [N, 6]."""
+    return max(penetration_depths(spec, state))

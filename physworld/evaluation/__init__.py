@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, baselines, metrics and reports."""
