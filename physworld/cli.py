@@ -78,8 +78,8 @@ def cmd_import_jsonl(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from physworld.data.store import atomic_write_json
     from physworld.data.validate import format_report, validate
+    from physworld.fileio import atomic_write_json
 
     report = validate(
         args.data_dir,
@@ -98,7 +98,8 @@ def cmd_validate(args) -> int:
 def cmd_heldout_examples(args) -> int:
     from physworld.data.generate import make_record, scene_seed
     from physworld.data.inspect import scene_summary
-    from physworld.data.store import Dataset, atomic_write_bytes
+    from physworld.data.store import Dataset
+    from physworld.fileio import atomic_write_bytes
     from physworld.worlds.registry import resolve_types
 
     if args.num_examples < 1:

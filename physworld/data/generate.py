@@ -26,12 +26,11 @@ from physworld.data.store import (
     MANIFEST,
     SHARD_DIR,
     StoreError,
-    atomic_write_bytes,
-    atomic_write_json,
     finalize,
     shard_bytes,
     shard_name,
 )
+from physworld.fileio import atomic_write_bytes, atomic_write_json
 from physworld.worlds.engine import ENGINE, simulate
 from physworld.worlds.registry import CATEGORY_OF, DIFFICULTIES, make_spec, resolve_types
 

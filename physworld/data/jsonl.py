@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from physworld.data.store import atomic_write_bytes, canonical_json, write_dataset
+from physworld.data.store import canonical_json, write_dataset
+from physworld.fileio import atomic_write_bytes
 from physworld.worlds import spec as S
 from physworld.worlds.registry import CATEGORY_OF
 

@@ -45,10 +45,10 @@ from __future__ import annotations
 import colorsys
 import importlib.util
 import math
-import os
-import tempfile
 
 import numpy as np
+
+from physworld.fileio import atomic_write
 
 WORLD_WIDTH = 800.0
 WORLD_HEIGHT = 600.0
@@ -716,22 +716,6 @@ def _video_frames(rgb) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _atomic_write(path, write) -> None:
-    """Call write(tmp_path) on a temporary file beside `path` (same suffix), then rename it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_gif(path, rgb, fps: float = 15) -> None:
     """Write frames uint8 [F, H, W, 3] as a looping GIF (imageio with Pillow), atomically.
 
@@ -751,7 +735,7 @@ def write_gif(path, rgb, fps: float = 15) -> None:
     def write(tmp):
         iio.imwrite(tmp, frames, extension=".gif", plugin="pillow", duration=duration, loop=0)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_mp4(path, rgb, fps: float = 15) -> None:
@@ -788,7 +772,7 @@ def write_mp4(path, rgb, fps: float = 15) -> None:
         finally:
             writer.close()
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_png(path, rgb) -> None:
@@ -800,7 +784,7 @@ def write_png(path, rgb) -> None:
     image = _video_frames(rgb)
     if len(image) != 1:
         raise ValueError(f"write_png takes one image, got {len(image)} frames")
-    _atomic_write(path, lambda tmp: iio.imwrite(tmp, image[0], extension=".png", plugin="pillow"))
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, image[0], extension=".png", plugin="pillow"))
 
 
 def label(rgb, text: str, color=(20, 20, 20)) -> np.ndarray:

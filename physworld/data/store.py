@@ -26,10 +26,8 @@ sees half a file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import physworld
+from physworld.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from physworld.worlds.engine import ENGINE, STATE_FIELDS
 
 FORMAT_VERSION = 1
@@ -76,36 +75,8 @@ class StoreError(Exception):
 # ---------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` holds either its old content or all of `data`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
 def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- records <-> Arrow

@@ -33,9 +33,9 @@ from physworld.data.store import (
     SCHEMA,
     SHARD_DIR,
     canonical_json,
-    sha256_file,
     table_to_records,
 )
+from physworld.fileio import sha256_file
 from physworld.worlds.engine import STATE_FIELDS, simulate
 from physworld.worlds.spec import PENETRATION_TOLERANCE
 

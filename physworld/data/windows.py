@@ -43,7 +43,8 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-from physworld.data.store import MANIFEST, Dataset, StoreError, atomic_write_bytes, atomic_write_json
+from physworld.data.store import MANIFEST, Dataset, StoreError
+from physworld.fileio import atomic_write_bytes, atomic_write_json
 from physworld.worlds.engine import STATE_FIELDS
 from physworld.worlds.spec import body_extent
 

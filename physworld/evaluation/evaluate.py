@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from physworld.data.store import Dataset, atomic_write_json, write_dataset
+from physworld.data.store import Dataset, write_dataset
 from physworld.evaluation.metrics import aggregate, scene_metrics
 from physworld.evaluation.rollout import BASELINES, baseline_rollout, chaos_floor_rollout, model_rollouts
+from physworld.fileio import atomic_write_json
 
 HORIZONS = (1, 5, 10, 20)
 CHAOS_EPSILON_PX = 1e-3

@@ -34,7 +34,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -46,7 +45,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from physworld.training.config import config_to_dict, fsync_dir
+from physworld.fileio import atomic_write
+from physworld.training.config import config_to_dict
 
 __all__ = [
     "Checkpoint",
@@ -262,21 +262,7 @@ def save_checkpoint(
     tensors, metadata = _build_payload(
         model, optimizer, scheduler_state, extra, rng, step, config, extra_generators, _meta_updates
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 # ---------------------------------------------------------------- load / restore

@@ -37,7 +37,6 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +45,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from physworld.fileio import atomic_write_bytes
+
 __all__ = [
     "ConfigError",
     "load_config",
@@ -53,52 +54,11 @@ __all__ = [
     "config_to_dict",
     "save_config",
     "parse_override",
-    "atomic_write_bytes",
 ]
 
 
 class ConfigError(ValueError):
     """A config file, an override or a config value is wrong; the message says where and how to fix it."""
-
-
-# ---------------------------------------------------------------- atomic writes (shared by training/)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside `directory` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that `path` holds either its old content or all of `data`.
-
-    Temp file in the same directory, fsync, os.replace, fsync of the directory.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------- YAML reading

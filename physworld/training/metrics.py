@@ -21,7 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from physworld.training.config import atomic_write_bytes, config_to_dict
+from physworld.fileio import atomic_write_bytes
+from physworld.training.config import config_to_dict
 
 __all__ = ["MetricLogger", "read_metrics"]
 

@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from physworld.data import windows
-from physworld.data.store import Dataset, atomic_write_json
+from physworld.data.store import Dataset
+from physworld.fileio import atomic_write_json
 from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
 from physworld.training.config import config_to_dict, load_config, save_config
