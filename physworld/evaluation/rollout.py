@@ -115,3 +115,37 @@ def model_rollouts(
                 offset += n
         preds.extend(pred)
     return preds
+
+
+def text_rollouts(generate_text, scenes: list[dict], context: int, rollout: int, fmt: str = "compact",
+                  context_frames: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Roll a language model out through the text codec: each step writes the prompt from the
+    (predicted) frames, the model writes the next frame, the parser reads it and its positions and
+    velocities are fed back. `generate_text(prompts) -> texts` is batched over scenes.
+
+    What the parser cannot read (a missing body, a garbled number) is a parse failure: it is
+    counted per scene, and that body's state advances at constant velocity so the rollout goes on.
+    Returns (predictions [context + rollout, N, 6] per scene, parse failures per scene).
+    """
+    from physworld.data import text
+
+    c = context_frames or context
+    preds, failures = [], [0] * len(scenes)
+    for s in scenes:
+        p = np.empty((context + rollout, *s["states"].shape[1:]), dtype=np.float32)
+        p[:context] = s["states"][:context]
+        preds.append(p)
+    kin = [kinematic_mask(s["spec"]) for s in scenes]
+    for t in range(context - 1, context + rollout - 1):
+        prompts = [text.rollout_prompt(s["spec"], p[max(0, t - c + 1) : t + 1], fmt=fmt)
+                   for s, p in zip(scenes, preds, strict=True)]
+        outputs = generate_text(prompts)
+        for i, (s, p, out) in enumerate(zip(scenes, preds, outputs, strict=True)):
+            parsed = text.parse_frame(out, p.shape[1], fmt=fmt)
+            fallback = _integrate_np(p[t], np.zeros((p.shape[1], 3), np.float32), s["spec"])
+            bad = ~np.isfinite(parsed.states).all(axis=1)
+            nxt = np.where(bad[:, None], fallback, parsed.states).astype(np.float32)
+            failures[i] += int((bad & ~kin[i]).any())
+            nxt[kin[i]] = s["states"][t + 1, kin[i]]
+            p[t + 1] = nxt
+    return preds, failures
