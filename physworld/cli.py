@@ -150,7 +150,7 @@ def cmd_gallery(args) -> int:
     return 0
 
 
-RECIPES = {"physics-expert": "physworld.training.physics_expert"}
+RECIPES = {"physics-expert": "physworld.training.physics_expert", "gpt": "physworld.training.gpt"}
 
 
 def cmd_train(args) -> int:
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = verbs.add_parser(
         "evaluate", help="autoregressive rollouts of a model beside baselines and the chaos floor"
     )
-    ev.add_argument("--model", default="physics-expert", choices=["physics-expert"])
+    ev.add_argument("--model", default="physics-expert", choices=["physics-expert", "gpt", "lm"])
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--val-dir", required=True, type=Path)
     ev.add_argument("--output-dir", required=True, type=Path)

@@ -18,7 +18,13 @@ import numpy as np
 
 from physworld.data.store import Dataset, write_dataset
 from physworld.evaluation.metrics import aggregate, scene_metrics
-from physworld.evaluation.rollout import BASELINES, baseline_rollout, chaos_floor_rollout, model_rollouts
+from physworld.evaluation.rollout import (
+    BASELINES,
+    baseline_rollout,
+    chaos_floor_rollout,
+    model_rollouts,
+    text_rollouts,
+)
 from physworld.fileio import atomic_write_json
 
 HORIZONS = (1, 5, 10, 20)
@@ -39,6 +45,36 @@ def load_physics_expert(checkpoint):
     model = PhysicsExpert(PhysicsExpertConfig(**info["model_config"]))
     restore(ckpt, model, rng=False)
     return model, info
+
+
+MODELS = ("physics-expert", "gpt", "lm")
+
+
+def load_predictor(model_name: str, checkpoint):
+    """(rollout(scenes, context, rollout) -> (predictions, parse failures per scene), run info)."""
+    if model_name == "physics-expert":
+        model, info = load_physics_expert(checkpoint)
+        return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
+    if model_name == "gpt":
+        from physworld.training.gpt import gpt_text_generator, load_gpt
+
+        model, tokenizer, info = load_gpt(checkpoint)
+        generate = gpt_text_generator(model, tokenizer)
+        return (
+            lambda scenes, c, r: text_rollouts(
+                generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"]
+            )
+        ), info
+    if model_name == "lm":
+        from physworld.training.lm_lora import load_for_evaluation
+
+        generate, info = load_for_evaluation(checkpoint)
+        return (
+            lambda scenes, c, r: text_rollouts(
+                generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"]
+            )
+        ), info
+    raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {model_name!r}")
 
 
 def select_scenes(ds: Dataset, max_per_type: int, min_frames: int) -> list[dict]:
@@ -85,24 +121,21 @@ def evaluate(
 
     if context_frames < 1 or rollout_frames < 1:
         raise ValueError("--context-frames and --rollout-frames must be at least 1")
-    if model_name != "physics-expert":
-        raise ValueError(f"--model {model_name!r} is not available yet; choose physics-expert")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, info = load_physics_expert(checkpoint)
+    rollout_fn, info = load_predictor(model_name, checkpoint)
     seen_types = set(info["train_scenario_types"])
     ds = Dataset(val_dir)
     scenes = select_scenes(ds, max_scenes_per_type, context_frames + rollout_frames)
     horizons = [h for h in HORIZONS if h <= rollout_frames]
 
     t0 = time.perf_counter()
-    predictions = model_rollouts(model, scenes, context_frames, rollout_frames)
+    predictions, parse_failures = rollout_fn(scenes, context_frames, rollout_frames)
     rollout_seconds = time.perf_counter() - t0
 
     results = defaultdict(lambda: defaultdict(list))  # type -> method -> [scene metrics]
-    for scene, pred in tqdm(
-        list(zip(scenes, predictions, strict=True)), desc="score", unit="scene", disable=not progress
-    ):
+    scored = list(zip(scenes, predictions, parse_failures, strict=True))
+    for scene, pred, failed in tqdm(scored, desc="score", unit="scene", disable=not progress):
         spec, truth = scene["spec"], scene["states"]
         runs = {"model": pred}
         for b in BASELINES:
@@ -113,7 +146,12 @@ def evaluate(
         for method, states in runs.items():
             results[scene["scenario_type"]][method].append(
                 scene_metrics(
-                    spec, truth, states[: context_frames + rollout_frames], context_frames, horizons
+                    spec,
+                    truth,
+                    states[: context_frames + rollout_frames],
+                    context_frames,
+                    horizons,
+                    parse_failures=failed if method == "model" else 0,
                 )
             )
 

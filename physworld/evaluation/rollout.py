@@ -117,11 +117,18 @@ def model_rollouts(
     return preds
 
 
-def text_rollouts(generate_text, scenes: list[dict], context: int, rollout: int, fmt: str = "compact",
-                  context_frames: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+def text_rollouts(
+    generate_text,
+    scenes: list[dict],
+    context: int,
+    rollout: int,
+    fmt: str = "compact",
+    context_frames: int | None = None,
+) -> tuple[list[np.ndarray], list[int]]:
     """Roll a language model out through the text codec: each step writes the prompt from the
     (predicted) frames, the model writes the next frame, the parser reads it and its positions and
-    velocities are fed back. `generate_text(prompts) -> texts` is batched over scenes.
+    velocities are fed back. `generate_text(prompts, max_new_tokens) -> texts` is batched over
+    scenes; the token budget per scene is twice the length of a true frame's text.
 
     What the parser cannot read (a missing body, a garbled number) is a parse failure: it is
     counted per scene, and that body's state advances at constant velocity so the rollout goes on.
@@ -136,10 +143,13 @@ def text_rollouts(generate_text, scenes: list[dict], context: int, rollout: int,
         p[:context] = s["states"][:context]
         preds.append(p)
     kin = [kinematic_mask(s["spec"]) for s in scenes]
+    budget = [2 * len(text.frame_text(s["states"][0], fmt, spec=s["spec"])) + 8 for s in scenes]
     for t in range(context - 1, context + rollout - 1):
-        prompts = [text.rollout_prompt(s["spec"], p[max(0, t - c + 1) : t + 1], fmt=fmt)
-                   for s, p in zip(scenes, preds, strict=True)]
-        outputs = generate_text(prompts)
+        prompts = [
+            text.rollout_prompt(s["spec"], p[max(0, t - c + 1) : t + 1], fmt=fmt)
+            for s, p in zip(scenes, preds, strict=True)
+        ]
+        outputs = generate_text(prompts, budget)
         for i, (s, p, out) in enumerate(zip(scenes, preds, outputs, strict=True)):
             parsed = text.parse_frame(out, p.shape[1], fmt=fmt)
             fallback = _integrate_np(p[t], np.zeros((p.shape[1], 3), np.float32), s["spec"])

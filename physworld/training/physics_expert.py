@@ -32,6 +32,7 @@ from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_json
 from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
+from physworld.training.common import OptimConfig, TrainConfig, stage_plan
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
     NonFiniteGuard,
@@ -44,7 +45,7 @@ from physworld.training.loop_utils import (
     set_lr,
 )
 from physworld.training.metrics import MetricLogger
-from physworld.worlds.registry import DIFFICULTIES, resolve_types
+from physworld.worlds.registry import resolve_types
 
 # ---------------------------------------------------------------- config
 
@@ -60,32 +61,6 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-
-
-@dataclass
-class TrainConfig:
-    output_dir: str
-    max_steps: int = 1000  # optimizer steps over all curriculum stages
-    curriculum_stages: int = 0  # 0: every difficulty at once; k: stages 1..k, stage i on difficulty i
-    seed: int = 0
-    deterministic: bool = True
-    log_every: int = 10
-    eval_every: int = 200
-    save_every: int = 200
-    max_bad_steps: int = 10  # consecutive non-finite steps before the run stops
-    tensorboard: bool = True
-    wandb_project: str | None = None
-    threads: int = 0  # torch threads; 0 leaves torch's default
-
-
-@dataclass
 class RecipeConfig:
     data: DataConfig
     train: TrainConfig
@@ -93,27 +68,10 @@ class RecipeConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self):
-        if self.train.curriculum_stages not in range(0, len(DIFFICULTIES) + 1):
-            raise ValueError(
-                f"train.curriculum_stages must be 0..{len(DIFFICULTIES)}, got {self.train.curriculum_stages}"
-            )
-        if self.train.max_steps < max(1, self.train.curriculum_stages):
-            raise ValueError("train.max_steps must be at least 1 per curriculum stage")
         for name in ("batch_size", "val_windows"):
             if getattr(self.data, name) < 1:
                 raise ValueError(f"data.{name} must be at least 1")
-        if self.optim.grad_accum < 1:
-            raise ValueError("optim.grad_accum must be at least 1")
         resolve_types(self.data.scenario_types)  # unknown names fail here, listing the valid ones
-
-
-def stage_plan(cfg: RecipeConfig) -> list[tuple[tuple[int, ...] | None, int]]:
-    """[(difficulties or None for all, last optimizer step of the stage)] covering max_steps."""
-    n = cfg.train.curriculum_stages
-    if n == 0:
-        return [(None, cfg.train.max_steps)]
-    ends = [round(cfg.train.max_steps * (k + 1) / n) for k in range(n)]
-    return [((k + 1,), end) for k, end in enumerate(ends)]
 
 
 # ---------------------------------------------------------------- data
@@ -242,7 +200,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         resume_step=step if latest is not None else None,
     )
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
-    plan = stage_plan(cfg)
+    plan = stage_plan(cfg.train)
 
     def save(kind: str, name: str | None = None, metric: float | None = None):
         extra = dict(
