@@ -150,7 +150,11 @@ def cmd_gallery(args) -> int:
     return 0
 
 
-RECIPES = {"physics-expert": "physworld.training.physics_expert", "gpt": "physworld.training.gpt"}
+RECIPES = {
+    "physics-expert": "physworld.training.physics_expert",
+    "gpt": "physworld.training.gpt",
+    "lm-lora": "physworld.training.lm_lora",
+}
 
 
 def cmd_train(args) -> int:
@@ -429,6 +433,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from physworld.data.store import StoreError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["train", "lm-lora"]:
+        # The LoRA recipe takes guide 001's flags (--base-model, --data-dir, ...): it parses its own.
+        from physworld.training import lm_lora
+
+        try:
+            summary = lm_lora.main(argv[2:])
+        except ValueError as e:
+            print(f"physworld train lm-lora: error: {e}", file=sys.stderr)
+            return 2
+        except RuntimeError as e:
+            print(f"physworld train lm-lora: stopped: {e}", file=sys.stderr)
+            return 1
+        print(f"trained {summary['steps']} steps -> {summary['output_dir']}")
+        return 0
     parser = build_parser()
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
