@@ -177,6 +177,7 @@ def cmd_evaluate(args) -> int:
 
     if args.max_scenes_per_type < 1:
         raise UserError(f"--max-scenes-per-type must be at least 1, got {args.max_scenes_per_type}")
+    args.model = {"scratch": "gpt", "finetune": "lm"}.get(args.model, args.model)
     metrics = evaluate(
         args.checkpoint,
         args.val_dir,
@@ -358,7 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = verbs.add_parser(
         "evaluate", help="autoregressive rollouts of a model beside baselines and the chaos floor"
     )
-    ev.add_argument("--model", default="physics-expert", choices=["physics-expert", "gpt", "lm"])
+    ev.add_argument(
+        "--model",
+        default="physics-expert",
+        choices=["physics-expert", "gpt", "lm", "scratch", "finetune"],
+        help="physics-expert, gpt (alias: scratch, as guide 001 calls it) or lm (alias: finetune)",
+    )
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--val-dir", required=True, type=Path)
     ev.add_argument("--output-dir", required=True, type=Path)
