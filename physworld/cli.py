@@ -218,8 +218,9 @@ def headline_table(metrics: dict) -> str:
 
 def cmd_render_comparison(args) -> int:
     from physworld.data.store import Dataset
-    from physworld.evaluation.evaluate import load_physics_expert, select_scenes, write_comparison_gifs
+    from physworld.evaluation.evaluate import select_scenes, write_comparison_gifs
     from physworld.evaluation.rollout import model_rollouts
+    from physworld.training.physics_expert import load_physics_expert
     from physworld.worlds.registry import resolve_types
 
     model, _ = load_physics_expert(args.checkpoint)

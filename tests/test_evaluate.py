@@ -12,9 +12,9 @@ from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate, make_record
 from physworld.data.store import Dataset
 from physworld.data.validate import validate
-from physworld.evaluation.evaluate import load_physics_expert
 from physworld.evaluation.metrics import scene_metrics
 from physworld.evaluation.rollout import baseline_rollout, chaos_floor_rollout, model_rollouts
+from physworld.training.physics_expert import load_physics_expert
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "physics_expert" / "tiny.yaml"

@@ -33,26 +33,14 @@ GREEN, BLUE = (40, 160, 60), (40, 90, 210)
 FORMAT_VERSION = 1
 
 
-def load_physics_expert(checkpoint):
-    """A PhysicsExpert and its run info from a recipe checkpoint (safetensors; nothing unpickled)."""
-    from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig
-    from physworld.training.checkpoint import load_checkpoint, restore
-
-    ckpt = load_checkpoint(checkpoint)
-    info = ckpt.meta.get("extra", {})
-    if info.get("recipe") != "physics-expert":
-        raise ValueError(f"{checkpoint}: not a physics-expert checkpoint (recipe {info.get('recipe')!r})")
-    model = PhysicsExpert(PhysicsExpertConfig(**info["model_config"]))
-    restore(ckpt, model, rng=False)
-    return model, info
-
-
 MODELS = ("physics-expert", "gpt", "lm")
 
 
 def load_predictor(model_name: str, checkpoint):
     """(rollout(scenes, context, rollout) -> (predictions, parse failures per scene), run info)."""
     if model_name == "physics-expert":
+        from physworld.training.physics_expert import load_physics_expert
+
         model, info = load_physics_expert(checkpoint)
         return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
     if model_name == "gpt":

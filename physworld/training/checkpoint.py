@@ -463,3 +463,12 @@ class CheckpointManager:
         self.save_named("best", model, optimizer, _meta_updates=updates, **kwargs)
         self._best_metric = metric
         return True
+
+
+def load_run(path, recipe: str) -> tuple[Checkpoint, dict]:
+    """A recipe's checkpoint and the run info it saved (`extra`), refusing another recipe's file."""
+    ckpt = load_checkpoint(path)
+    info = ckpt.meta.get("extra") or {}
+    if info.get("recipe") != recipe:
+        raise CheckpointError(f"{path}: not a {recipe} checkpoint (it was written by {info.get('recipe')!r})")
+    return ckpt, info

@@ -30,7 +30,7 @@ from physworld.data import text, windows
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_bytes, atomic_write_json
 from physworld.models.gpt import GPT, GPTConfig
-from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
+from physworld.training.checkpoint import CheckpointManager, load_checkpoint, load_run, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
@@ -397,10 +397,7 @@ def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
 
 def load_gpt(checkpoint):
     """A trained GPT, its tokenizer and run info from a recipe checkpoint (safetensors only)."""
-    ckpt = load_checkpoint(checkpoint)
-    info = ckpt.meta.get("extra", {})
-    if info.get("recipe") != "gpt":
-        raise ValueError(f"{checkpoint}: not a gpt checkpoint (recipe {info.get('recipe')!r})")
+    ckpt, info = load_run(checkpoint, "gpt")
     model = GPT(GPTConfig(**info["model_config"]))
     restore(ckpt, model, rng=False)
     model.eval()
