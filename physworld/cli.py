@@ -47,23 +47,24 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _export_jsonl(store_dir, out_dir, progress=True) -> int:
+def cmd_export_jsonl(args) -> int:
     from tqdm.auto import tqdm
 
     from physworld.data.jsonl import write_scene_file
     from physworld.data.store import Dataset
 
-    ds = Dataset(store_dir)
-    n = 0
-    for record in tqdm(ds.iter_scenes(), total=len(ds), unit="scene", desc="export", disable=not progress):
-        write_scene_file(record, out_dir)
-        n += 1
-    return n
+    ds = Dataset(args.data_dir)
+    for record in tqdm(ds.iter_scenes(), total=len(ds), unit="scene", desc="export", disable=args.quiet):
+        write_scene_file(record, args.output_dir)
+    print(f"{len(ds)} scenes -> {args.output_dir}")
+    return 0
 
 
-def cmd_export_jsonl(args) -> int:
-    n = _export_jsonl(args.data_dir, args.output_dir, progress=not args.quiet)
-    print(f"{n} scenes -> {args.output_dir}")
+def cmd_prepare(args) -> int:
+    from physworld.data import windows
+
+    out = windows.prepare(args.data_dir, progress=not args.quiet)
+    print(f"windows prepared -> {out}")
     return 0
 
 
@@ -322,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output-dir", required=True, type=Path)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_export_jsonl)
+
+    pr = verbs.add_parser(
+        "prepare", help="flatten a dataset into the memory-mapped windows learned simulators train on"
+    )
+    pr.add_argument("data_dir", type=Path)
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_prepare)
 
     v = verbs.add_parser("validate", help="check a dataset: files, checksums, scenes, determinism, physics")
     v.add_argument(
