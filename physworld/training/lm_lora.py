@@ -638,8 +638,11 @@ def load_stage(
 
 
 def epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> np.ndarray:
-    """The order of a stage's n examples in one epoch: a function of (seed, stage, epoch) only."""
-    return np.random.default_rng([seed, stage_index, epoch]).permutation(n)
+    """The order of a stage's n examples in one epoch: a function of (seed, stage, epoch) only, seeded
+    per stage as the other recipes seed theirs."""
+    from physworld.data.windows import epoch_permutation
+
+    return epoch_permutation(n, seed=seed + 1000 * stage_index, epoch=epoch)
 
 
 def micro_batches(
