@@ -28,6 +28,11 @@ def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
     from physworld.evaluation.report import write_report
     from physworld.training import physics_expert
 
+    if not CONFIG.exists():
+        raise FileNotFoundError(
+            f"{CONFIG}: the quickstart preset is missing; run from a checkout installed with "
+            "`pip install -e .` (the presets live in the repository's configs/)"
+        )
     out = Path(output_dir)
     t0 = time.perf_counter()
     workers = default_workers()
