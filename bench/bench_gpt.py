@@ -39,17 +39,7 @@ import transformers
 from torch.nn import functional as F
 
 from physworld.models.gpt import GPT, GPTConfig
-
-
-def matmul_peak(seconds: float = 2.0, n: int = 1024) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - t0)
+from physworld.training.loop_utils import matmul_peak_flops
 
 
 def hf_gpt2(cfg: GPTConfig) -> torch.nn.Module:
@@ -141,7 +131,7 @@ def main():
         order = list(rows) if r % 2 == 0 else list(reversed(rows))  # alternate who goes first
         for name in order:
             times[name].extend(step(name) for _ in range(args.steps_per_round))
-    peak = matmul_peak()
+    peak = matmul_peak_flops()
 
     tokens = args.batch * args.block
     flops_tok = ours.flops_per_token(args.block)

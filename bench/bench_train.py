@@ -31,19 +31,9 @@ from physworld.data.generate import GenerateConfig, generate
 from physworld.models.physics_expert import PhysicsExpert
 from physworld.training import physics_expert as recipe
 from physworld.training.config import load_config
+from physworld.training.loop_utils import matmul_peak_flops
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def matmul_peak(seconds: float = 2.0, n: int = 1024) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - t0)
 
 
 def main():
@@ -99,7 +89,7 @@ def main():
             train_step(batches[3])
         step_flops = counter.get_total_flops()
         achieved = step_flops * args.steps / train_s
-        peak = matmul_peak()
+        peak = matmul_peak_flops()
 
         loader_rate = {}
         for workers in (0, 2):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -195,3 +196,16 @@ def progress_bar(total: int, initial: int = 0, desc: str | None = None, **kwargs
     options = {"unit": "step", "dynamic_ncols": True, "smoothing": 0.05}
     options.update(kwargs)
     return tqdm(total=total, initial=initial, desc=desc, **options)
+
+
+def matmul_peak_flops(seconds: float = 2.0, n: int = 1024) -> float:
+    """FLOP/s of a dense float32 n x n @ n x n matmul loop on this process's threads: the denominator
+    of the FLOP-utilisation figures in bench/ (measured in the same run as what it divides)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - t0)
