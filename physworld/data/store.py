@@ -305,14 +305,23 @@ class Dataset:
 
     def scene(self, scene_id: int) -> dict:
         """One scene by id, reading only the row group that holds it."""
-        pos = int(np.searchsorted(self._sorted_ids, scene_id))
-        if pos >= len(self._sorted_ids) or self._sorted_ids[pos] != scene_id:
-            raise KeyError(f"scene {scene_id} is not in {self.root}")
-        i = int(self._order[pos])
-        shard = self.index.column("shard")[i].as_py()
-        row = self.index.column("row")[i].as_py()
-        group = self._shard(shard).read_row_group(row // ROWS_PER_GROUP)
-        return table_to_records(group.slice(row % ROWS_PER_GROUP, 1))[0]
+        return self.scenes([scene_id])[0]
+
+    def scenes(self, scene_ids) -> list[dict]:
+        """Scenes by id, in the order asked, decoding each row group that holds any of them once."""
+        where = []
+        for scene_id in scene_ids:
+            pos = int(np.searchsorted(self._sorted_ids, scene_id))
+            if pos >= len(self._sorted_ids) or self._sorted_ids[pos] != scene_id:
+                raise KeyError(f"scene {scene_id} is not in {self.root}")
+            i = int(self._order[pos])
+            row = self.index.column("row")[i].as_py()
+            where.append((self.index.column("shard")[i].as_py(), row // ROWS_PER_GROUP, row % ROWS_PER_GROUP))
+        groups = {}
+        for shard, group, _ in where:
+            if (shard, group) not in groups:
+                groups[shard, group] = table_to_records(self._shard(shard).read_row_group(group))
+        return [groups[shard, group][offset] for shard, group, offset in where]
 
     def iter_scenes(
         self, scenario_types: Iterable[str] | None = None, difficulties: Iterable[int] | None = None

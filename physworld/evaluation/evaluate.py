@@ -72,7 +72,7 @@ def select_scenes(ds: Dataset, max_per_type: int, min_frames: int) -> list[dict]
     for row in sorted(index, key=lambda r: r["scene_id"]):
         if len(chosen[row["scenario_type"]]) < max_per_type:
             chosen[row["scenario_type"]].append(row["scene_id"])
-    scenes = [ds.scene(i) for ids in chosen.values() for i in ids]
+    scenes = ds.scenes([i for ids in chosen.values() for i in ids])
     short = [s["scene_id"] for s in scenes if s["states"].shape[0] < min_frames]
     if short:
         raise ValueError(
