@@ -51,6 +51,20 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def remove_stale_temporaries(directory, pattern: str = ".*.tmp*") -> int:
+    """Delete temporary files a killed writer left in `directory` (a glob, so "*/" reaches subfolders).
+
+    The default pattern matches both `atomic_write`'s `.<stem>.<random>.tmp<suffix>` and the
+    `.<name>.<pid>.tmp` files some writers use. A temporary is never renamed into place, so it is
+    never valid data. Returns how many were removed."""
+    removed = 0
+    for stale in Path(directory).glob(pattern):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     def write(tmp):
         with open(tmp, "wb") as f:

@@ -27,6 +27,13 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def assert_same_tree(got: Path, want: Path) -> None:
+    """Byte-identical directories, failing with the file names that differ (not megabytes of bytes)."""
+    a, b = tree_bytes(got), tree_bytes(want)
+    assert sorted(a) == sorted(b), f"extra: {sorted(set(a) - set(b))}, missing: {sorted(set(b) - set(a))}"
+    assert [f for f in a if a[f] != b[f]] == []
+
+
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("ds") / "small"
@@ -92,7 +99,7 @@ def test_readable_without_physworld(small_dataset):
 def test_byte_identical_for_one_and_two_workers(tmp_path, small_dataset):
     two = tmp_path / "two"
     generate(GenerateConfig(**SMALL, seed=3), two, num_workers=2, progress=False)
-    assert tree_bytes(two) == tree_bytes(small_dataset)
+    assert_same_tree(two, small_dataset)
 
 
 def _cli(*args):
@@ -128,11 +135,14 @@ def test_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
-    # A half-written temporary file from a killed writer must not survive or count.
+    # Half-written temporaries from killed writers (atomic_write's naming, and a pid-named one) must
+    # neither survive nor count, whether or not the kills above happened to leave one.
+    (out / "shards" / ".shard-00001.k3j9x_2a.tmp.parquet").write_bytes(b"PAR1 half a shard")
     (out / "shards" / ".shard-00001.parquet.999.tmp").write_bytes(b"PAR1 half a shard")
+    (out / ".manifest.q8w7e6r5.tmp.json").write_bytes(b'{"half": ')
     subprocess.run(_cli("--output-dir", str(out), "--num-workers", "2", *args), check=True)
     assert kills >= 1, "the run finished before it could be killed; make it longer"
-    assert tree_bytes(out) == tree_bytes(ref)
+    assert_same_tree(out, ref)
     ids = Dataset(out).scene_ids
     assert sorted(ids) == list(range(60)) and len(set(ids)) == len(ids)
 

@@ -437,12 +437,13 @@ def test_interrupted_prepare_is_redone(data_dir, tmp_path):
     (out / "meta.json").unlink()
     (out / "states.npy").write_bytes(reference[: len(reference) // 2])
     (out / ".states.npy.999.tmp").write_bytes(b"junk")
+    (out / ".body.a1b2c3d4.tmp.npy").write_bytes(b"junk")  # atomic_write's naming
     with pytest.raises(W.PreparedError, match="not a prepared") as e:
         W.WindowDataset(out, history=2)
     assert str(out) in str(e.value) and "prepare" in str(e.value)
     W.prepare(data_dir, out, progress=False)
     assert (out / "states.npy").read_bytes() == reference
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp*"))
     assert len(W.WindowDataset(out, history=2)) > 0
 
 

@@ -30,7 +30,7 @@ from physworld.data.store import (
     shard_bytes,
     shard_name,
 )
-from physworld.fileio import atomic_write_bytes, atomic_write_json
+from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from physworld.worlds.engine import ENGINE, simulate
 from physworld.worlds.registry import CATEGORY_OF, DIFFICULTIES, make_spec, resolve_types
 
@@ -197,8 +197,8 @@ def generate(
     prepare_output_dir(root, config_dict)
     if fmt == "parquet":
         (root / SHARD_DIR).mkdir(exist_ok=True)
-    for stale in root.glob("*/.*.tmp"):  # left by a killed run; never renamed, so never valid
-        stale.unlink()
+    for pattern in (".*.tmp*", "*/.*.tmp*"):  # the manifest's and index's, then the shards'
+        remove_stale_temporaries(root, pattern)
 
     todo = [k for k in range(config.num_shards) if not _shard_done(config, k, root, fmt)]
     done_scenes = config.num_scenes - sum(

@@ -44,7 +44,7 @@ from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
 from physworld.data.store import MANIFEST, Dataset, StoreError
-from physworld.fileio import atomic_write_bytes, atomic_write_json
+from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from physworld.worlds.engine import STATE_FIELDS
 from physworld.worlds.spec import body_extent
 
@@ -341,8 +341,7 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
         raise StoreError(f"{data_dir} holds no scenes; there is nothing to prepare")
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)  # from here until the new meta.json, the directory is incomplete
-    for stale in out.glob(".*.tmp"):
-        stale.unlink()
+    remove_stale_temporaries(out)
 
     # First pass: sizes from the shards' num_frames / num_bodies columns (no trajectories read).
     sizes = []

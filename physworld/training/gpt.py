@@ -28,7 +28,7 @@ import torch
 
 from physworld.data import text, windows
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_bytes, atomic_write_json
+from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from physworld.models.gpt import GPT, GPTConfig
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, load_run, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
@@ -254,6 +254,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         weight_decay=cfg.optim.weight_decay, lr=cfg.optim.lr, betas=(0.9, 0.95)
     )
     ckpts = CheckpointManager(out / "checkpoints")
+    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     run_info = {
         "recipe": "gpt",
         "model_config": dataclasses.asdict(model_config),

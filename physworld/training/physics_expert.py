@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from physworld.data import windows
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_json
+from physworld.fileio import atomic_write_json, remove_stale_temporaries
 from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, load_run, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
@@ -174,6 +174,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     noise_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     ckpts = CheckpointManager(out / "checkpoints")
+    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     run_info = {
         "recipe": "physics-expert",
         "model_config": config_to_dict(cfg.model),
