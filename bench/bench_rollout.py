@@ -64,10 +64,14 @@ def main():
         GPTConfig.from_preset("small", vocab_size=tok.vocab_size, block_size=4096, mup_base_width=64)
     ).eval()
 
-    @torch.no_grad()
-    def gpt_step(prompt, n):
-        ids = torch.tensor([tok.encode(prompt, add_bos=True)[-gpt.config.block_size :]])
-        return tok.decode(gpt.generate(ids, max_new_tokens=n, temperature=0.0)[0, ids.shape[1] :].tolist())
+    def gpt_step(use_cache):
+        @torch.no_grad()
+        def step(prompt, n):
+            ids = torch.tensor([tok.encode(prompt, add_bos=True)[-gpt.config.block_size :]])
+            out = gpt.generate(ids, max_new_tokens=n, temperature=0.0, use_cache=use_cache)
+            return tok.decode(out[0, ids.shape[1] :].tolist())
+
+        return step
 
     tokens = {"n": 0}
 
@@ -76,10 +80,12 @@ def main():
         tokens["n"] += n
         return n
 
-    t0 = time.perf_counter()
-    text_rollouts(forced_generator(gpt_step, budget_chars), scenes, args.context, args.frames)
-    dt = time.perf_counter() - t0
-    rows.append(("gpt (small preset, char tokens)", frames_total / dt, tokens["n"] / dt))
+    for use_cache, name in ((True, "KV cache (the default)"), (False, "no cache, as nanoGPT")):
+        tokens["n"] = 0
+        t0 = time.perf_counter()
+        text_rollouts(forced_generator(gpt_step(use_cache), budget_chars), scenes, args.context, args.frames)
+        dt = time.perf_counter() - t0
+        rows.append((f"gpt (small preset, char tokens), {name}", frames_total / dt, tokens["n"] / dt))
 
     from peft import LoraConfig, get_peft_model
     from transformers import Lfm2Config, Lfm2ForCausalLM

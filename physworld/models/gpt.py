@@ -161,15 +161,29 @@ class CausalSelfAttention(nn.Module):
         # muP: 1/d_head (times attn_mult); SP: 1/sqrt(d_head)
         self.scale = config.attn_mult / config.head_dim if config.mup else 1.0 / math.sqrt(config.head_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        """x [B, T, C] -> [B, T, C]. cache: None (training), or this layer's [k, v] from earlier
+        positions ([B, nh, T_past, hd] each, or empty at the start), extended in place with x's."""
         B, T, C = x.shape  # [B, T, C]
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x [B, T, C]
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # [B, nh, T, hd]
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # [B, nh, T, hd]
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # [B, nh, T, hd]
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True, scale=self.scale
-        )  # [B, nh, T, hd]
+        past = 0
+        if cache is not None:
+            if cache:
+                past = cache[0].shape[2]
+                k = torch.cat([cache[0], k], dim=2)  # [B, nh, T_past + T, hd]
+                v = torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
+        if past == 0:
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True, scale=self.scale
+            )  # [B, nh, T, hd]
+        else:  # new queries see every cached key and the causal part of their own (SDPA's is_causal
+            # aligns top-left, so the mask is written out: query i may see keys up to past + i)
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scale)  # [B, nh, T, hd]
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # [B, T, C]
         return self.resid_dropout(self.c_proj(y))
 
@@ -194,8 +208,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:  # [B, T, C]
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -296,16 +310,25 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx [B, T] token ids -> [B, T, C], after the final LayerNorm."""
+    def hidden_states(self, idx: torch.Tensor, cache: list[list] | None = None) -> torch.Tensor:
+        """idx [B, T] token ids -> [B, T, C], after the final LayerNorm.
+
+        cache: a KV cache for generation, one list per layer (start with `new_cache()`); idx then
+        continues the cached positions and the cache grows by T. None: positions start at 0.
+        """
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)  # [T]
+        start = cache[0][0].shape[2] if cache and cache[0] else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(start, start + T, device=idx.device)  # [T]
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # [B, T, C]
-        for block in self.transformer.h:
-            x = block(x)  # [B, T, C]
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if cache is None else cache[i])  # [B, T, C]
         return self.transformer.ln_f(x)  # [B, T, C]
+
+    def new_cache(self) -> list[list]:
+        """An empty KV cache for `hidden_states`: one [k, v] list per layer, filled as tokens go in."""
+        return [[] for _ in self.transformer.h]
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """[..., C] -> logits [..., V], with muP's readout multiplier."""
@@ -342,14 +365,18 @@ class GPT(nn.Module):
         top_k: int | None = None,
         stop_token: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Extend idx [B, T0] by up to max_new_tokens tokens -> [B, T0 + n].
 
         temperature 0: greedy (argmax); > 0: sample from softmax(logits / temperature), restricted to the
         top_k most likely tokens when top_k is given, drawing from `generator`. The context is cropped
-        to the last block_size tokens (no KV cache: each step re-reads the context). With stop_token, a
-        sequence that has emitted it is padded with stop_token, and the loop ends once all have.
-        Runs in eval mode (no dropout) and restores the previous mode.
+        to the last block_size tokens. A KV cache makes each new token cost one position's work while
+        the sequence fits the block; past it, the learned positions shift with every token, so each
+        step re-reads the cropped context, as nanoGPT does. use_cache=False always re-reads (the
+        reference the cached path is tested against). With stop_token, a sequence that has emitted it
+        is padded with stop_token, and the loop ends once all have. Runs in eval mode (no dropout) and
+        restores the previous mode.
         """
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -357,9 +384,15 @@ class GPT(nn.Module):
         self.eval()
         try:
             done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)  # [B]
+            block = self.config.block_size
+            cache = self.new_cache() if use_cache else None
+            pending = idx[:, -block:]  # [B, T]: what the cache has not seen yet
             for _ in range(max_new_tokens):
-                context = idx[:, -self.config.block_size :]  # [B, <=block_size]
-                logits = self.head(self.hidden_states(context)[:, -1, :])  # [B, V]
+                if cache is not None and idx.shape[1] <= block:
+                    logits = self.head(self.hidden_states(pending, cache)[:, -1, :])  # [B, V]
+                else:
+                    context = idx[:, -block:]  # [B, block_size]
+                    logits = self.head(self.hidden_states(context)[:, -1, :])  # [B, V]
                 if temperature == 0:
                     next_token = logits.argmax(dim=-1)  # [B]
                 else:
@@ -375,6 +408,7 @@ class GPT(nn.Module):
                     next_token = next_token.masked_fill(done, stop_token)
                     done = done | (next_token == stop_token)
                 idx = torch.cat([idx, next_token[:, None]], dim=1)  # [B, T + 1]
+                pending = next_token[:, None]  # [B, 1]
                 if stop_token is not None and bool(done.all()):
                     break
             return idx
