@@ -13,7 +13,7 @@ from physworld.data.generate import GenerateConfig, generate, make_record
 from physworld.data.store import Dataset
 from physworld.data.validate import validate
 from physworld.evaluation.metrics import scene_metrics
-from physworld.evaluation.rollout import baseline_rollout, chaos_floor_rollout, model_rollouts
+from physworld.evaluation.rollout import baseline_rollout, chaos_floor_rollout, model_rollouts, text_rollouts
 from physworld.training.physics_expert import load_physics_expert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,36 @@ def test_chaos_floor_is_tiny_for_a_regular_scene_and_zero_at_zero_epsilon():
     nudged = chaos_floor_rollout(rec["spec"], 10, 20, epsilon=1e-3, seed=0)
     err = scene_metrics(rec["spec"], rec["states"], nudged, 10, (1, 20), plausibility=False)
     assert 0 < err["position_error_px"]["20"] < 0.05
+
+
+def test_text_rollouts_drop_context_frames_to_fit_as_training_did():
+    """A prompt too long for the model loses whole frames from the front, never the scene header."""
+    from physworld.data import text
+
+    scene = make_record(0, "projectile", 2, 7, 12)
+    spec, states = scene["spec"], scene["states"]
+    header = text.scene_prompt(spec)
+    frame_len = max(len(text.frame_text(f, spec=spec)) for f in states)  # they differ by a few chars
+    limit = len(header) + 3 * frame_len  # room for two context frames and the completion, not three
+    seen = []
+
+    def truth(prompts, budgets):  # answers with the true next frame, so the rollout follows the truth
+        seen.extend(prompts)
+        return [
+            text.frame_text(states[len(seen) - len(prompts) + 5 + i], spec=spec) for i in range(len(prompts))
+        ]
+
+    preds, failures = text_rollouts(
+        truth, [scene], 5, 3, context_frames=4, prompt_fits=lambda p, c: len(p) + len(c) <= limit
+    )
+    assert failures == [0] and len(seen) == 3
+    for k, prompt in enumerate(seen):
+        t = 4 + k
+        assert prompt == text.rollout_prompt(spec, preds[0][t - 1 : t + 1])  # the last two frames, whole
+        assert prompt.startswith(header)
+    unlimited = []
+    text_rollouts(lambda ps, b: unlimited.extend(ps) or truth(ps, b), [scene], 5, 1, context_frames=4)
+    assert unlimited[0] == text.rollout_prompt(spec, states[1:5])  # without a limit: all four frames
 
 
 def test_model_rollouts_feed_back_their_own_predictions(trained):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -82,6 +83,18 @@ def test_examples_fit_the_block_and_mask_only_the_predicted_frame(data):
         assert all(line.split()[0].isdigit() for line in body_lines)
     whole = recipe.Examples(prepared, tok, whole_sequence=True)
     assert whole.batch([0])[2].sum() > mask[0].sum()
+    # Evaluation's rule for fitting a prompt is the one these examples were cut by.
+    fits = recipe.gpt_prompt_fits(SimpleNamespace(config=SimpleNamespace(block_size=560)), tok)
+    for i in range(x.shape[0]):
+        ids = [int(x[i, 0]), *y[i].tolist()]  # <bos> prompt completion <eos> <pad>...
+        ids = ids[: ids.index(tok.eos_id) + 1]
+        body = tok.decode(ids[1:-1], skip_special=False)
+        cut = body.rindex(";", 0, -2) + 2  # the completion is the last frame, ending ";\n"
+        prompt, completion = body[:cut], body[cut:]
+        assert fits(prompt, completion)
+        assert fits(prompt, completion + "0" * (561 - len(ids))) and not fits(
+            prompt, completion + "0" * (562 - len(ids))
+        )
     assert (
         recipe.prepare_examples(data / "train", tok, "compact", 3, 560, 2, progress=False) == prepared
     )  # reused

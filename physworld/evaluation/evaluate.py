@@ -44,25 +44,21 @@ def load_predictor(model_name: str, checkpoint):
         model, info = load_physics_expert(checkpoint)
         return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
     if model_name == "gpt":
-        from physworld.training.gpt import gpt_text_generator, load_gpt
+        from physworld.training.gpt import gpt_prompt_fits, gpt_text_generator, load_gpt
 
         model, tokenizer, info = load_gpt(checkpoint)
-        generate = gpt_text_generator(model, tokenizer)
-        return (
-            lambda scenes, c, r: text_rollouts(
-                generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"]
-            )
-        ), info
-    if model_name == "lm":
+        generate, fits = gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer)
+    elif model_name == "lm":
         from physworld.training.lm_lora import load_for_evaluation
 
-        generate, info = load_for_evaluation(checkpoint)
-        return (
-            lambda scenes, c, r: text_rollouts(
-                generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"]
-            )
-        ), info
-    raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {model_name!r}")
+        generate, fits, info = load_for_evaluation(checkpoint)
+    else:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {model_name!r}")
+    return (
+        lambda scenes, c, r: text_rollouts(
+            generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"], prompt_fits=fits
+        )
+    ), info
 
 
 def select_scenes(ds: Dataset, max_per_type: int, min_frames: int) -> list[dict]:

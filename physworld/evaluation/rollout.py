@@ -124,11 +124,18 @@ def text_rollouts(
     rollout: int,
     fmt: str = "compact",
     context_frames: int | None = None,
+    prompt_fits=None,
 ) -> tuple[list[np.ndarray], list[int]]:
     """Roll a language model out through the text codec: each step writes the prompt from the
     (predicted) frames, the model writes the next frame, the parser reads it and its positions and
     velocities are fed back. `generate_text(prompts, max_new_tokens) -> texts` is batched over
     scenes; the token budget per scene is twice the length of a true frame's text.
+
+    `prompt_fits(prompt, completion) -> bool` says whether a prompt and a completion of the given
+    text fit the model's sequence length, counted as its training counted them. A prompt that does
+    not fit loses context frames from the front, down to one, as the training examples did (with the
+    last frame's text standing in for the completion): cropping tokens from the front instead would
+    cut off the scene description the model always saw.
 
     What the parser cannot read (a missing body, a garbled number) is a parse failure: it is
     counted per scene, and that body's state advances at constant velocity so the rollout goes on.
@@ -144,11 +151,19 @@ def text_rollouts(
         preds.append(p)
     kin = [kinematic_mask(s["spec"]) for s in scenes]
     budget = [2 * len(text.frame_text(s["states"][0], fmt, spec=s["spec"])) + 8 for s in scenes]
+
+    def prompt(spec: dict, p: np.ndarray, t: int) -> str:
+        frames = min(c, t + 1)
+        while True:
+            candidate = text.rollout_prompt(spec, p[t - frames + 1 : t + 1], fmt=fmt)
+            if frames == 1 or prompt_fits is None:
+                return candidate
+            if prompt_fits(candidate, text.frame_text(p[t], fmt, spec=spec)):
+                return candidate
+            frames -= 1
+
     for t in range(context - 1, context + rollout - 1):
-        prompts = [
-            text.rollout_prompt(s["spec"], p[max(0, t - c + 1) : t + 1], fmt=fmt)
-            for s, p in zip(scenes, preds, strict=True)
-        ]
+        prompts = [prompt(s["spec"], p, t) for s, p in zip(scenes, preds, strict=True)]
         outputs = generate_text(prompts, budget)
         for i, (s, p, out) in enumerate(zip(scenes, preds, outputs, strict=True)):
             parsed = text.parse_frame(out, p.shape[1], fmt=fmt)

@@ -405,6 +405,20 @@ def load_gpt(checkpoint):
     return model, text.CharTokenizer(info["tokenizer"]["chars"]), info
 
 
+def gpt_prompt_fits(model: GPT, tokenizer: text.CharTokenizer):
+    """prompt_fits(prompt, completion) -> bool for text_rollouts, by the rule prepare_examples
+    used: <bos> + prompt + completion + <eos> at most block_size + 1 tokens."""
+    limit = model.config.block_size + 1
+
+    def prompt_fits(prompt: str, completion: str) -> bool:
+        return (
+            len(tokenizer.encode(prompt, add_bos=True)) + len(tokenizer.encode(completion, add_eos=True))
+            <= limit
+        )
+
+    return prompt_fits
+
+
 def gpt_text_generator(model: GPT, tokenizer: text.CharTokenizer):
     """generate_text(prompts, max_new_tokens) -> completions, greedy, stopping at <eos>; prompts
     longer than the block keep their end (the most recent frames)."""

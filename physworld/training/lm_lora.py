@@ -1207,10 +1207,11 @@ if __name__ == "__main__":
 
 
 def load_for_evaluation(checkpoint):
-    """(generate_text(prompts, max_new_tokens) -> completions, run info) from a stage checkpoint:
-    the base model its trainer_state names, the PEFT adapter, and the checkpoint's tokenizer.
-    Prompts are encoded as in training (with the tokenizer's special tokens); decoding is greedy
-    and stops at <eos>."""
+    """(generate_text(prompts, max_new_tokens) -> completions, prompt_fits(prompt, completion) ->
+    bool, run info) from a stage checkpoint: the base model its trainer_state names, the PEFT
+    adapter, and the checkpoint's tokenizer. Prompts are encoded as in training (with the
+    tokenizer's special tokens), and fit as build_example counted (prompt + completion + EOS within
+    max_seq_length); decoding is greedy and stops at <eos>."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -1255,4 +1256,8 @@ def load_for_evaluation(checkpoint):
             outs.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
         return outs
 
-    return generate_text, info
+    def prompt_fits(prompt: str, completion: str) -> bool:
+        used = len(_ids(tokenizer, prompt, special=True)) + len(_ids(tokenizer, completion, special=False))
+        return used + 1 <= data["max_seq_length"]  # + EOS
+
+    return generate_text, prompt_fits, info
