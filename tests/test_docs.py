@@ -23,3 +23,9 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in readme, f"README must show CI's test command verbatim: {ci}"
+
+
+def test_every_benchmark_script_is_in_the_benchmark_document():
+    doc = (ROOT / "BENCHMARKS.md").read_text()
+    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+        assert f"python bench/{script.name}" in doc, f"BENCHMARKS.md must say how {script.name} is run"

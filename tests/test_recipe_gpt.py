@@ -63,6 +63,9 @@ def test_presets_validate():
     for preset in sorted((ROOT / "configs" / "gpt").glob("*.yaml")):
         cfg = load_config(preset, recipe.RecipeConfig)
         assert recipe.gpt_config(cfg.model, text.CharTokenizer().vocab_size).n_embd > 0
+    cfg = load_config(TINY, recipe.RecipeConfig, ["model.attn_mult=4.0", "model.init_std=0.01"])
+    model_config = recipe.gpt_config(cfg.model, 100)
+    assert (model_config.attn_mult, model_config.init_std, model_config.output_mult) == (4.0, 0.01, 1.0)
 
 
 def test_examples_fit_the_block_and_mask_only_the_predicted_frame(data):

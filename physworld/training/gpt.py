@@ -71,6 +71,9 @@ class ModelConfig:
     n_embd: int | None = None
     mup_base_width: int | None = None  # muP on, with this base width; None: standard parametrisation
     dropout: float = 0.0
+    init_std: float = 0.02  # muP's hyperparameters, tuned at the base width (models/gpt.py GPTConfig)
+    attn_mult: float = 1.0
+    output_mult: float = 1.0
 
 
 @dataclass
@@ -100,6 +103,9 @@ def gpt_config(cfg: ModelConfig, vocab_size: int) -> GPTConfig:
         block_size=cfg.block_size,
         mup_base_width=cfg.mup_base_width,
         dropout=cfg.dropout,
+        init_std=cfg.init_std,
+        attn_mult=cfg.attn_mult,
+        output_mult=cfg.output_mult,
         **overrides,
     )
 
