@@ -174,3 +174,19 @@ def test_evaluate_counts_parse_failures_of_a_text_model(data, tmp_path):
     assert metrics["aggregate"]["all"]["model"]["parse_failures"] == 2 * metrics["dataset"]["num_scenes"]
     assert metrics["aggregate"]["all"]["constant_velocity"]["parse_failures"] == 0
     assert metrics["dataset"]["heldout_types"] == ["pong"]
+
+
+def test_text_generation_stays_inside_the_block():
+    from physworld.models.gpt import GPT, GPTConfig
+
+    tok = text.CharTokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=tok.vocab_size, block_size=64))
+    with torch.no_grad():
+        model.lm_head.weight.normal_()  # an untrained model that never says <eos>: the budget decides
+        model.lm_head.weight[tok.eos_id] = -1e3
+    generate = recipe.gpt_text_generator(model, tok)
+    short, full, over = "a" * 40, "b" * 64, "c" * 80  # <bos> + 40 = 41 tokens leave 24 new ones
+    outs = generate([short, full, over], [100, 100, 100])
+    assert [len(o) for o in outs] == [24, 0, 0]
+    assert len(generate([short], [5])[0]) == 5

@@ -426,14 +426,23 @@ def gpt_prompt_fits(model: GPT, tokenizer: text.CharTokenizer):
 
 
 def gpt_text_generator(model: GPT, tokenizer: text.CharTokenizer):
-    """generate_text(prompts, max_new_tokens) -> completions, greedy, stopping at <eos>; prompts
-    longer than the block keep their end (the most recent frames)."""
+    """generate_text(prompts, max_new_tokens) -> completions, greedy, stopping at <eos>.
+
+    Generation stays inside the block, as every training example did: at most block_size + 1 - len(
+    <bos> + prompt) new tokens, and nothing at all for a prompt that fills the block by itself (its
+    frame then fails to parse and is counted). Sliding past the block would cut the scene
+    description off the front, and without a KV cache cost a full pass per token.
+    """
 
     @torch.no_grad()
     def generate_text(prompts: list[str], max_new_tokens: list[int]) -> list[str]:
         outs = []
         for prompt, budget in zip(prompts, max_new_tokens, strict=True):
-            ids = tokenizer.encode(prompt, add_bos=True)[-model.config.block_size :]
+            ids = tokenizer.encode(prompt, add_bos=True)
+            budget = min(budget, model.config.block_size + 1 - len(ids))
+            if budget < 1:
+                outs.append("")
+                continue
             idx = torch.tensor([ids], dtype=torch.long)
             gen = model.generate(idx, max_new_tokens=budget, temperature=0.0, stop_token=tokenizer.eos_id)
             outs.append(tokenizer.decode(gen[0, len(ids) :].tolist()))
