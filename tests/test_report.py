@@ -208,7 +208,9 @@ def test_verdict_function_wording():
     # parse failures of a language model are reported
     lm = make_metrics()
     lm["aggregate"]["seen"]["model"]["parse_failures"] = 3
-    assert "3 predicted frames could not be parsed." in verdict(lm, "seen")[0]
+    assert (
+        "3 of 100 predicted frames (3%) could not be parsed in full" in verdict(lm, "seen")[0]
+    )  # 5 scenes x 20
 
 
 def test_numbers_are_formatted(page):
@@ -422,6 +424,32 @@ def test_diverged_model_is_never_a_winner(tmp_path):
     )
     types = section(single, "types-seen", "types-heldout")
     assert "loses to ballistic" in types and "on 1 of 2 types; it loses to a baseline on billiards." in types
+
+
+def test_a_model_that_parsed_no_frame_has_no_score(tmp_path):
+    """A text model whose every frame failed to parse rolled out as constant velocity (the fallback):
+    those numbers are the baseline's, so it is neither ranked nor said to tie or win."""
+    a = make_eval_dir(tmp_path, "eval_a", label="A")
+    b = make_eval_dir(
+        tmp_path, "eval_b", label="gpt", model_seen=0.6, model_heldout=0.6
+    )  # = constant velocity
+    m = json.loads((b / "metrics.json").read_text())
+    for split, scenes in (("seen", 5), ("heldout", 2), ("all", 7)):
+        m["aggregate"][split]["model"]["parse_failures"] = scenes * ROLLOUT
+    m["aggregate"]["heldout"]["model"]["position_error_px"]["20"] = 1.0  # would be the best held-out
+    for t, n in SCENES.items():
+        m["per_type"][t]["model"]["parse_failures"] = n * ROLLOUT
+    m["per_type"]["pong"]["model"]["position_error_px"]["20"] = 1.0
+    (b / "metrics.json").write_text(json.dumps(m))
+    html = render_report([a, b])
+    assert ranking_rows(html, "heldout", "ranking-all")[-2:] == ["gpt", "chaos floor"]  # unranked, last
+    assert "the best at horizon 20 is gpt" not in html
+    assert "2 of 2 models lose to the ballistic baseline (8.10 px): A, gpt." in html
+    text, kind = verdict(m, "heldout")
+    assert kind == "loss" and "wrote no frame that could be parsed in full (40 of 40 predicted frames" in text
+    single = render_report([b])
+    assert "ties with" not in section(single, "types-heldout", "plausibility")
+    assert "no frame parsed in full: no score" in single
 
 
 def test_leaderboard_refuses_different_scenes(tmp_path):

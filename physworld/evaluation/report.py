@@ -299,6 +299,25 @@ def _compare(
     return f"{words} beats every baseline{at} ({fm} px vs {fb} px for {best_name}, the best baseline).", "win"
 
 
+def unparsed(metrics: dict, split: str) -> tuple[int, int]:
+    """(predicted frames that could not be parsed in full, predicted frames) of the model in a split.
+    Only a language model has them: the bodies the parser could not read move at constant velocity so
+    the rollout goes on, which makes the model's numbers partly that baseline's."""
+    row = ((metrics.get("aggregate") or {}).get(split) or {}).get(MODEL) or {}
+    failures = int(_num(row.get("parse_failures")) or 0)
+    scenes = sum(
+        int(t.get("num_scenes", 0))
+        for t in (metrics.get("per_type") or {}).values()
+        if split == "all" or t.get("split") == split
+    )
+    return failures, scenes * int(metrics["settings"]["rollout_frames"])
+
+
+def no_frame_parsed(metrics: dict, split: str) -> bool:
+    failures, frames = unparsed(metrics, split)
+    return frames > 0 and failures >= frames
+
+
 def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str, str]:
     """Plain-language verdict for one split from the aggregate numbers: (text, kind), kind one of
     "loss" (the model loses to at least one baseline, at the largest horizon or over the full
@@ -309,6 +328,14 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
     lead = SPLIT_PHRASE.get(split, f"On {split}")
     if not isinstance(agg.get(MODEL), dict):
         return f"{lead} there are no model numbers in this evaluation.", "none"
+    failures, frames = unparsed(metrics, split)
+    if frames and failures >= frames:
+        return (
+            f"{lead} {subject} wrote no frame that could be parsed in full ({fmt_count(failures)} of "
+            f"{fmt_count(frames)} predicted frames had bodies the parser could not read, and those moved at "
+            "constant velocity): its numbers are not its own, so it has no score here, which counts as a loss.",
+            "loss",
+        )
     sentences, kinds = [], []
     for key, where, lead_k, subj in (
         (top, f"at horizon {top}", lead, subject),
@@ -329,9 +356,12 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
             )
         else:
             sentences.append(f"The chaos floor at horizon {top} is {fmt(floor)} px.")
-    failures = _num((agg[MODEL] or {}).get("parse_failures"))
     if failures:
-        sentences.append(f"{fmt_count(failures)} predicted frames could not be parsed.")
+        sentences.append(
+            f"{fmt_count(failures)} of {fmt_count(frames)} predicted frames ({100 * failures / frames:.0f}%) "
+            "could not be parsed in full; their unreadable bodies moved at constant velocity, so these "
+            "numbers are partly that baseline's."
+        )
     kind = next((k for k in ("loss", "tie", "win") if k in kinds), "none")
     return " ".join(sentences), kind
 
@@ -640,6 +670,8 @@ def _type_table(ev: _Eval, names: list[str]) -> str:
     for t in names:
         entry = ev.per_type()[t]
         cells, verdict_cell = [], ""
+        frames = int(entry.get("num_scenes") or 0) * int(ev.metrics["settings"]["rollout_frames"])
+        unscored = frames > 0 and (_num((entry.get(MODEL) or {}).get("parse_failures")) or 0) >= frames
         for key in (top, "all"):
             mv = _value(entry.get(MODEL), "position_error_px", key)
             base = sorted(
@@ -663,7 +695,10 @@ def _type_table(ev: _Eval, names: list[str]) -> str:
             )
             cells.append(f'<td class="n">{_e(fmt(_value(entry.get(FLOOR), "position_error_px", key)))}</td>')
             if key == top:
-                if not cls:
+                if unscored:  # every frame had bodies moved by the constant-velocity fallback
+                    losses.append(t)
+                    verdict_cell = '<td class="l loss">no frame parsed in full: no score</td>'
+                elif not cls:
                     verdict_cell = '<td class="l muted">no comparison</td>'
                 elif lost:
                     losses.append(t)
@@ -954,8 +989,14 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
         ("position_mse_px2", "all", "position MSE, full rollout (px²)"),
     ]
     entries = []  # (name, kind, row)
+    unscored = {ev.label for ev in evals if no_frame_parsed(ev.metrics, split)}
     for ev in evals:
-        entries.append((ev.label, "model", ev.agg(split).get(MODEL)))
+        failures, frames = unparsed(ev.metrics, split)
+        if ev.label in unscored:
+            entries.append((ev.label, "model: no frame parsed in full", None))  # not its own numbers
+        else:
+            share = f" ({100 * failures / frames:.0f}% of frames unparsed)" if failures else ""
+            entries.append((ev.label + share, "model", ev.agg(split).get(MODEL)))
     for m in first.methods:
         if m not in (MODEL, FLOOR):
             entries.append((method_name(m), "baseline", first.agg(split).get(m)))
@@ -982,7 +1023,7 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
             for metric, key, _ in cols
         )
         rows.append(
-            f'<tr class="{"model" if kind == "model" else ""}"><td class="n">{rank if k[0] < 2 else "—"}</td>'
+            f'<tr class="{"model" if kind.startswith("model") else ""}"><td class="n">{rank if k[0] < 2 else "—"}</td>'
             f'<td class="l">{_e(name)}</td><td class="l">{kind}</td>{cells}</tr>'
         )
     if FLOOR in first.methods:
@@ -1008,7 +1049,10 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
         )
     if base:
         bn, bv = min(base, key=lambda nv: nv[1])
-        scores = [(ev.label, _num(_value(ev.agg(split).get(MODEL), *cols[0][:2]))) for ev in evals]
+        scores = [
+            (ev.label, None if ev.label in unscored else _num(_value(ev.agg(split).get(MODEL), *cols[0][:2])))
+            for ev in evals
+        ]
         losers = [n for n, v in scores if not (v is not None and math.isfinite(v) and v <= bv)]
         if losers:
             words.append(
