@@ -313,8 +313,8 @@ def unparsed(metrics: dict, split: str) -> tuple[int, int]:
     return failures, scenes * int(metrics["settings"]["rollout_frames"])
 
 
-def no_frame_parsed(metrics: dict, split: str) -> bool:
-    failures, frames = unparsed(metrics, split)
+def no_score(failures: int, frames: int) -> bool:
+    """No predicted frame parsed in full: the numbers are not the model's own."""
     return frames > 0 and failures >= frames
 
 
@@ -329,7 +329,7 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
     if not isinstance(agg.get(MODEL), dict):
         return f"{lead} there are no model numbers in this evaluation.", "none"
     failures, frames = unparsed(metrics, split)
-    if frames and failures >= frames:
+    if no_score(failures, frames):
         return (
             f"{lead} {subject} wrote no frame that could be parsed in full ({fmt_count(failures)} of "
             f"{fmt_count(frames)} predicted frames had bodies the parser could not read, and those moved at "
@@ -670,8 +670,10 @@ def _type_table(ev: _Eval, names: list[str]) -> str:
     for t in names:
         entry = ev.per_type()[t]
         cells, verdict_cell = [], ""
-        frames = int(entry.get("num_scenes") or 0) * int(ev.metrics["settings"]["rollout_frames"])
-        unscored = frames > 0 and (_num((entry.get(MODEL) or {}).get("parse_failures")) or 0) >= frames
+        unscored = no_score(
+            int(_num((entry.get(MODEL) or {}).get("parse_failures")) or 0),
+            int(entry.get("num_scenes") or 0) * int(ev.metrics["settings"]["rollout_frames"]),
+        )
         for key in (top, "all"):
             mv = _value(entry.get(MODEL), "position_error_px", key)
             base = sorted(
@@ -989,10 +991,11 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
         ("position_mse_px2", "all", "position MSE, full rollout (px²)"),
     ]
     entries = []  # (name, kind, row)
-    unscored = {ev.label for ev in evals if no_frame_parsed(ev.metrics, split)}
+    unscored = set()
     for ev in evals:
         failures, frames = unparsed(ev.metrics, split)
-        if ev.label in unscored:
+        if no_score(failures, frames):
+            unscored.add(ev.label)
             entries.append((ev.label, "model: no frame parsed in full", None))  # not its own numbers
         else:
             share = f" ({100 * failures / frames:.0f}% of frames unparsed)" if failures else ""

@@ -153,14 +153,11 @@ def text_rollouts(
     budget = [2 * len(text.frame_text(s["states"][0], fmt, spec=s["spec"])) + 8 for s in scenes]
 
     def prompt(spec: dict, p: np.ndarray, t: int) -> str:
-        frames = min(c, t + 1)
-        while True:
+        completion = text.frame_text(p[t], fmt, spec=spec) if prompt_fits is not None else ""
+        for frames in range(min(c, t + 1), 0, -1):
             candidate = text.rollout_prompt(spec, p[t - frames + 1 : t + 1], fmt=fmt)
-            if frames == 1 or prompt_fits is None:
+            if frames == 1 or prompt_fits is None or prompt_fits(candidate, completion):
                 return candidate
-            if prompt_fits(candidate, text.frame_text(p[t], fmt, spec=spec)):
-                return candidate
-            frames -= 1
 
     for t in range(context - 1, context + rollout - 1):
         prompts = [prompt(s["spec"], p, t) for s, p in zip(scenes, preds, strict=True)]
