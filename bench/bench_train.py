@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from physworld.data import windows
 from physworld.data.generate import GenerateConfig, generate
 from physworld.models.physics_expert import PhysicsExpert
-from physworld.training import physics_expert as recipe
+from physworld.recipes import physics_expert as recipe
 from physworld.training.config import load_config
 from physworld.training.loop_utils import matmul_peak_flops
 

@@ -152,9 +152,9 @@ def cmd_gallery(args) -> int:
 
 
 RECIPES = {
-    "physics-expert": "physworld.training.physics_expert",
-    "gpt": "physworld.training.gpt",
-    "lm-lora": "physworld.training.lm_lora",
+    "physics-expert": "physworld.recipes.physics_expert",
+    "gpt": "physworld.recipes.gpt",
+    "lm-lora": "physworld.recipes.lm_lora",
 }
 
 
@@ -191,46 +191,21 @@ def cmd_evaluate(args) -> int:
         label=args.label,
         progress=not args.quiet,
     )
+    from physworld.evaluation.report import headline_table, write_report
+
     print(headline_table(metrics))
     if args.report:
-        from physworld.evaluation.report import write_report
-
         path = write_report([args.output_dir], args.output_dir / "report.html")
         print(f"report -> {path}")
     print(f"metrics -> {args.output_dir / 'metrics.json'}")
     return 0
 
 
-def headline_table(metrics: dict) -> str:
-    """Position error (px) at the largest horizon and over the rollout, per split and method."""
-    from physworld.evaluation.report import unparsed
-
-    h = str(max(metrics["settings"]["horizons"]))
-    lines = [
-        f"{'split':8s} {'method':18s} {'err@' + h + ' px':>11s} {'err all px':>11s} {'mse@' + h + ' px2':>13s}"
-    ]
-    for split in ("seen", "heldout"):
-        for method, m in metrics["aggregate"].get(split, {}).items():
-            err, mse = m["position_error_px"], m["position_mse_px2"]
-            fmt = lambda v, w: f"{v:{w}.2f}" if v is not None else f"{'diverged':>{w}s}"  # noqa: E731
-            note = ""
-            if method == "model" and m.get("parse_failures"):
-                failures, frames = unparsed(metrics, split)
-                note = f"  {failures} of {frames} frames not parsed in full" + (
-                    ": no score of its own" if failures >= frames else ""
-                )
-            lines.append(
-                f"{split:8s} {method:18s} {fmt(err.get(h), 11)} {fmt(err.get('all'), 11)} {fmt(mse.get(h), 13)}"
-                + note
-            )
-    return "\n".join(lines)
-
-
 def cmd_render_comparison(args) -> int:
     from physworld.data.store import Dataset
     from physworld.evaluation.evaluate import select_scenes, write_comparison_gifs
     from physworld.evaluation.rollout import model_rollouts
-    from physworld.training.physics_expert import load_physics_expert
+    from physworld.recipes.physics_expert import load_physics_expert
     from physworld.worlds.registry import resolve_types
 
     model, _ = load_physics_expert(args.checkpoint)
@@ -460,7 +435,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["train", "lm-lora"]:
         # The LoRA recipe takes guide 001's flags (--base-model, --data-dir, ...): it parses its own.
-        from physworld.training import lm_lora
+        from physworld.recipes import lm_lora
 
         try:
             summary = lm_lora.main(argv[2:])

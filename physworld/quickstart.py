@@ -23,10 +23,9 @@ FRAMES = 120
 
 
 def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
-    from physworld.cli import headline_table
     from physworld.evaluation.evaluate import evaluate
-    from physworld.evaluation.report import write_report
-    from physworld.training import physics_expert
+    from physworld.evaluation.report import headline_table, write_report
+    from physworld.recipes import physics_expert
 
     if not CONFIG.exists():
         raise FileNotFoundError(

@@ -25,7 +25,7 @@ from transformers import (  # noqa: E402
 
 from physworld.data.generate import GenerateConfig, generate  # noqa: E402
 from physworld.data.store import Dataset  # noqa: E402
-from physworld.training import lm_lora  # noqa: E402
+from physworld.recipes import lm_lora  # noqa: E402
 from physworld.training.config import load_config  # noqa: E402
 from physworld.training.metrics import read_metrics  # noqa: E402
 

@@ -13,7 +13,7 @@ import torch
 from physworld.cli import main
 from physworld.data import text
 from physworld.data.generate import GenerateConfig, generate
-from physworld.training import gpt as recipe
+from physworld.recipes import gpt as recipe
 from physworld.training.checkpoint import load_checkpoint
 from physworld.training.config import load_config
 from physworld.training.metrics import read_metrics

@@ -14,7 +14,7 @@ import torch
 
 from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate
-from physworld.training import physics_expert as recipe
+from physworld.recipes import physics_expert as recipe
 from physworld.training.checkpoint import load_checkpoint
 from physworld.training.config import ConfigError, load_config
 from physworld.training.metrics import read_metrics

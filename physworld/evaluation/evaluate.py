@@ -39,17 +39,17 @@ MODELS = ("physics-expert", "gpt", "lm")
 def load_predictor(model_name: str, checkpoint):
     """(rollout(scenes, context, rollout) -> (predictions, parse failures per scene), run info)."""
     if model_name == "physics-expert":
-        from physworld.training.physics_expert import load_physics_expert
+        from physworld.recipes.physics_expert import load_physics_expert
 
         model, info = load_physics_expert(checkpoint)
         return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
     if model_name == "gpt":
-        from physworld.training.gpt import gpt_prompt_fits, gpt_text_generator, load_gpt
+        from physworld.recipes.gpt import gpt_prompt_fits, gpt_text_generator, load_gpt
 
         model, tokenizer, info = load_gpt(checkpoint)
         generate, fits = gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer)
     elif model_name == "lm":
-        from physworld.training.lm_lora import load_for_evaluation
+        from physworld.recipes.lm_lora import load_for_evaluation
 
         generate, fits, info = load_for_evaluation(checkpoint)
     else:

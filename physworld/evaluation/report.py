@@ -1223,3 +1223,26 @@ def write_report(eval_dirs: list[Path], out_html: Path, title: str | None = None
             os.unlink(tmp)
         raise
     return out
+
+
+def headline_table(metrics: dict) -> str:
+    """Position error (px) at the largest horizon and over the rollout, per split and method."""
+    h = str(max(metrics["settings"]["horizons"]))
+    lines = [
+        f"{'split':8s} {'method':18s} {'err@' + h + ' px':>11s} {'err all px':>11s} {'mse@' + h + ' px2':>13s}"
+    ]
+    for split in ("seen", "heldout"):
+        for method, m in metrics["aggregate"].get(split, {}).items():
+            err, mse = m["position_error_px"], m["position_mse_px2"]
+            fmt = lambda v, w: f"{v:{w}.2f}" if v is not None else f"{'diverged':>{w}s}"  # noqa: E731
+            note = ""
+            if method == "model" and m.get("parse_failures"):
+                failures, frames = unparsed(metrics, split)
+                note = f"  {failures} of {frames} frames not parsed in full" + (
+                    ": no score of its own" if failures >= frames else ""
+                )
+            lines.append(
+                f"{split:8s} {method:18s} {fmt(err.get(h), 11)} {fmt(err.get('all'), 11)} {fmt(mse.get(h), 13)}"
+                + note
+            )
+    return "\n".join(lines)

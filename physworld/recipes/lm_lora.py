@@ -1,8 +1,8 @@
 """Recipe: LoRA fine-tuning of a pretrained causal language model on physics as text.
 
-    python -m physworld.training.lm_lora --config configs/lm_lora/lfm2_350m.yaml \\
+    python -m physworld.recipes.lm_lora --config configs/lm_lora/lfm2_350m.yaml \\
         --data-dir data/lm/train --output-dir runs/lfm2 [--lr 1e-4 ...] [key=value ...]
-    accelerate launch -m physworld.training.lm_lora --config ...        # several GPUs (DDP)
+    accelerate launch -m physworld.recipes.lm_lora --config ...        # several GPUs (DDP)
 
 The base model (default LiquidAI/LFM2-350M) is loaded with transformers, frozen, and given LoRA adapters
 with peft; only the adapters train. The loop is written out here, top to bottom; shared pieces are small
@@ -52,7 +52,7 @@ states, the stage and the position in its data are restored, so training continu
 processes every process restores the main process's RNG states). The settings that shape the run
 (base model, LoRA, data, batch, schedule, number of processes) must match the checkpoint's.
 
-Several GPUs: `accelerate launch -m physworld.training.lm_lora ...` runs one process per GPU (DDP via
+Several GPUs: `accelerate launch -m physworld.recipes.lm_lora ...` runs one process per GPU (DDP via
 accelerate's Accelerator: device placement, gradient synchronisation only on the last micro-batch of
 an accumulation, checkpoints and metrics from the main process only). The global batch is
 batch_size * grad_accum * processes. Only DDP is supported (not FSDP / DeepSpeed sharding). On a
@@ -1123,7 +1123,7 @@ FLAGS = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m physworld.training.lm_lora",
+        prog="python -m physworld.recipes.lm_lora",
         description="LoRA fine-tuning of a pretrained causal LM on physics as text (see the module docstring). "
         "Precedence: --config file < flags < key=value overrides (e.g. optim.warmup_ratio=0.05).",
     )
