@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from pathlib import Path
+
+EXIT_DAMAGE = 1  # damage found (validate's findings, or damage met while reading a dataset)
+EXIT_INTERNAL_ERROR = 3  # validate itself failed: a bug, distinct from damage (1) and mistakes (2)
 
 
 class UserError(Exception):
@@ -48,15 +52,10 @@ def cmd_generate(args) -> int:
 
 
 def cmd_export_jsonl(args) -> int:
-    from tqdm.auto import tqdm
+    from physworld.data.jsonl import export_jsonl
 
-    from physworld.data.jsonl import write_scene_file
-    from physworld.data.store import Dataset
-
-    ds = Dataset(args.data_dir)
-    for record in tqdm(ds.iter_scenes(), total=len(ds), unit="scene", desc="export", disable=args.quiet):
-        write_scene_file(record, args.output_dir)
-    print(f"{len(ds)} scenes -> {args.output_dir}")
+    n = export_jsonl(args.data_dir, args.output_dir, progress=not args.quiet)
+    print(f"{n} scenes -> {args.output_dir}")
     return 0
 
 
@@ -82,13 +81,25 @@ def cmd_validate(args) -> int:
     from physworld.data.validate import format_report, validate
     from physworld.fileio import atomic_write_json
 
-    report = validate(
-        args.data_dir,
-        check_physics=args.check_physics,
-        resimulate=args.resimulate,
-        sample_per_type=args.sample_per_type,
-        progress=not args.quiet,
-    )
+    try:
+        report = validate(
+            args.data_dir,
+            check_physics=args.check_physics,
+            resimulate=args.resimulate,
+            sample_per_type=args.sample_per_type,
+            progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError):
+        raise  # user mistakes: exit 2
+    except Exception as e:  # damage is a finding; anything escaping validate is a bug in it
+        if os.environ.get("PHYSWORLD_DEBUG"):
+            raise
+        print(
+            f"physworld validate: internal error: {type(e).__name__}: {e}. This is a bug in physworld, "
+            "not a verdict on the dataset; please report it (PHYSWORLD_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
     print(format_report(report, verbose=args.verbose))
     if args.json:
         atomic_write_json(args.json, report.to_json())
@@ -315,7 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_prepare)
 
-    v = verbs.add_parser("validate", help="check a dataset: files, checksums, scenes, determinism, physics")
+    v = verbs.add_parser(
+        "validate",
+        help="check a dataset: files, checksums, scenes, determinism, physics",
+        description="Check a dataset. Exit status: 0 clean, 1 damage found (each finding located), "
+        "2 a mistake in the command, 3 an internal error in validate itself (a bug to report).",
+    )
     v.add_argument(
         "--data-dir", required=True, type=Path, help="a dataset store or a guide-layout JSONL tree"
     )
@@ -430,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from physworld.data.store import StoreError
+    from physworld.data.store import DataDamageError, StoreError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["train", "lm-lora"]:
@@ -461,6 +477,9 @@ def main(argv=None) -> int:
         parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
     try:
         return args.func(args)
+    except DataDamageError as e:
+        print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
+        return EXIT_DAMAGE
     except (UserError, StoreError, ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
         return 2

@@ -360,6 +360,72 @@ def read_scene_file(path) -> dict:
         return read_scene_lines(fh, source=str(path))
 
 
+EXPORT_MARKER = "export.json"  # written first by export_jsonl: which dataset the folder is an export of
+
+
+def prepare_export_dir(out: Path, marker: dict) -> None:
+    """Make `out` ready for an export described by `marker`: new or empty, or holding an unfinished
+    or finished export of the same dataset (resumed: files are rewritten with identical bytes).
+    Anything else (another export, a generate run, other files) is refused, as generate refuses a
+    directory holding another dataset, so two exports are never merged."""
+    from physworld.data.store import StoreError, regular_file_problem
+    from physworld.fileio import atomic_write_json
+
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} is a file, not a directory; choose another --output-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    existing = out / EXPORT_MARKER
+    if existing.exists() or existing.is_symlink():
+        problem = regular_file_problem(existing, limit=64 << 20)
+        try:
+            old = json.loads(existing.read_bytes()) if problem is None else None
+        except ValueError:
+            old = None
+        if not isinstance(old, dict):
+            raise StoreError(f"{existing}: unreadable; delete the directory or choose another --output-dir")
+        if old.get("source_manifest_sha256") != marker["source_manifest_sha256"]:
+            raise StoreError(
+                f"{out} holds an export of another dataset ({old.get('source_dir')!r}, "
+                f"{old.get('num_scenes')!r} scenes). Choose another --output-dir, or rerun the export "
+                "of that dataset to finish it."
+            )
+        return
+    if any(not p.name.startswith(".") for p in out.iterdir()):
+        raise StoreError(
+            f"{out} is not empty and holds no unfinished export of {marker['source_dir']}; choose an "
+            "empty or new --output-dir"
+        )
+    atomic_write_json(existing, marker)
+
+
+def export_jsonl(data_dir, out_dir, progress: bool = True) -> int:
+    """Write every scene of the store at `data_dir` to `<out_dir>/<type>/scene_<id>.jsonl`; returns the
+    number of scenes. The folder gets EXPORT_MARKER first, naming the dataset and the files it will
+    hold, so a rerun finishes an interrupted export, another export into it is refused, and
+    `physworld validate` finds files deleted from it or moved to another type's folder."""
+    from tqdm.auto import tqdm
+
+    from physworld.data.store import MANIFEST, Dataset
+    from physworld.fileio import sha256_file
+
+    ds = Dataset(data_dir)
+    ids: dict[str, list[int]] = {}
+    for row in ds.index.select(["scene_id", "scenario_type"]).to_pylist():
+        ids.setdefault(row["scenario_type"], []).append(row["scene_id"])
+    marker = {
+        "format": "physworld-jsonl-export",
+        "source_dir": str(Path(data_dir).resolve()),
+        "source_manifest_sha256": sha256_file(Path(data_dir) / MANIFEST),
+        "num_scenes": len(ds),
+        "scene_ids": ids,
+    }
+    out = Path(out_dir)
+    prepare_export_dir(out, marker)
+    for record in tqdm(ds.iter_scenes(), total=len(ds), unit="scene", desc="export", disable=not progress):
+        write_scene_file(record, out)
+    return len(ds)
+
+
 def import_jsonl(in_dir, out_dir, progress: bool = True, scenes_per_shard: int = 64) -> dict:
     """Read every scene file under `in_dir` (our export or the guide's own files) into a new store."""
     from tqdm.auto import tqdm

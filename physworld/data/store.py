@@ -26,8 +26,11 @@ sees half a file.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -67,9 +70,19 @@ SCHEMA = pa.schema(
 INDEX_COLUMNS = ["scene_id", "scenario_type", "category", "difficulty", "seed", "num_bodies"]
 
 
+MANIFEST_LIMIT = 64 << 20  # bytes; no manifest comes near this, and nothing larger is read
+INDEX_LIMIT = 1 << 30  # the same bound for an index written before manifests recorded its size
+
+
 class StoreError(Exception):
     """A dataset directory that is missing, damaged or not what was asked for; the message says
     which file and what to do."""
+
+
+class DataDamageError(StoreError):
+    """A dataset whose files no longer say what the manifest promises (checksums, index, values):
+    damage found while reading, exit status 1 at the command line; the message names the file
+    (and scene, field, frame where there is one) and says to run `physworld validate`."""
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -77,6 +90,167 @@ class StoreError(Exception):
 
 def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# ---------------------------------------------------------------- integrity of what is read
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 over the manifest's canonical JSON without its own `manifest_sha256` entry: an edit of
+    any field (scenes_per_type, config, checksums) that does not also recompute it is found."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def regular_file_problem(path: Path, size: int | None = None, limit: int | None = None) -> str | None:
+    """Why `path` must not be read (missing, not a regular file, a size other than `size`, larger than
+    `limit`), or None. Checked before every read of a dataset file, so a directory, a FIFO or a link
+    to /dev/zero is refused instead of hanging or crashing the reader."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        return f"is {kind}"
+    if size is not None and st.st_size != size:
+        return f"is {st.st_size} bytes, the manifest says {size} (truncated, extended or replaced)"
+    if limit is not None and st.st_size > limit:
+        return f"is {st.st_size} bytes, more than the {limit} a file of this kind may be"
+    return None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_sha256(v) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def manifest_problems(manifest) -> list[str]:
+    """What in a parsed manifest readers cannot rely on, one readable problem each (empty if none):
+    its structure and types, then (only if those hold) its own consistency."""
+    return manifest_structure_problems(manifest) or manifest_consistency_problems(manifest)
+
+
+def manifest_structure_problems(manifest) -> list[str]:
+    """The format, version, and the type of every field readers use; empty if all hold."""
+    if not isinstance(manifest, dict):
+        return [f"expected a JSON object, got {type(manifest).__name__}"]
+    problems = []
+    if manifest.get("format") != "physworld-scenes":
+        problems.append(f"format {manifest.get('format')!r}, expected 'physworld-scenes'")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        problems.append(
+            f"format_version {version!r} is not supported: this physworld reads format {FORMAT_VERSION} "
+            "(use the physworld version that wrote it, or regenerate the dataset)"
+        )
+        return problems
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        problems.append(f"shards: expected a list, got {type(shards).__name__}")
+    else:
+        for k, entry in enumerate(shards):
+            if not isinstance(entry, dict):
+                problems.append(f"shards[{k}]: expected an object, got {type(entry).__name__}")
+                continue
+            if entry.get("file") != shard_name(k):
+                problems.append(f"shards[{k}].file: expected {shard_name(k)!r}, got {entry.get('file')!r}")
+            if not _is_sha256(entry.get("sha256")):
+                problems.append(f"shards[{k}].sha256: expected 64 hex digits, got {entry.get('sha256')!r}")
+            for key in ("bytes", "num_scenes"):
+                if not _is_int(entry.get(key)) or entry[key] < 0:
+                    problems.append(f"shards[{k}].{key}: expected a count, got {entry.get(key)!r}")
+    index = manifest.get("index")
+    if not isinstance(index, dict) or index.get("file") != INDEX or not _is_sha256(index.get("sha256")):
+        problems.append(f"index: expected {{'file': {INDEX!r}, 'sha256': <64 hex digits>}}, got {index!r}")
+    elif "bytes" in index and (not _is_int(index["bytes"]) or index["bytes"] < 0):
+        problems.append(f"index.bytes: expected a count, got {index['bytes']!r}")
+    if not _is_int(manifest.get("num_scenes")) or manifest["num_scenes"] < 0:
+        problems.append(f"num_scenes: expected a count, got {manifest.get('num_scenes')!r}")
+    per_type = manifest.get("scenes_per_type")
+    if not isinstance(per_type, dict) or not all(_is_int(v) for v in per_type.values()):
+        problems.append(f"scenes_per_type: expected {{type: count}}, got {per_type!r}")
+    if not isinstance(manifest.get("config"), dict):
+        problems.append(f"config: expected an object, got {manifest.get('config')!r}")
+    if manifest.get("state_fields") != list(STATE_FIELDS):
+        problems.append(f"state_fields: expected {list(STATE_FIELDS)}, got {manifest.get('state_fields')!r}")
+    return problems
+
+
+def manifest_consistency_problems(manifest: dict) -> list[str]:
+    """For a manifest whose structure holds: its scene counts agree, and its manifest_sha256 (where
+    it has one: manifests written before it existed have none) matches its content."""
+    problems = []
+    shards = manifest["shards"]
+    if sum(s["num_scenes"] for s in shards) != manifest["num_scenes"]:
+        problems.append(
+            f"num_scenes {manifest['num_scenes']} is not the shards' total {sum(s['num_scenes'] for s in shards)}"
+        )
+    try:
+        digest = manifest_digest(manifest)
+    except ValueError:
+        return problems + ["holds NaN or infinity, which no manifest physworld writes does"]
+    if "manifest_sha256" in manifest and manifest["manifest_sha256"] != digest:
+        problems.append(
+            "manifest_sha256 does not match the manifest's content: it was edited after it was written"
+        )
+    return problems
+
+
+def index_problems(index: pa.Table, manifest: dict) -> list[tuple[int | None, str]]:
+    """(index row or None, problem) for every way the scene index disagrees with the manifest: its
+    columns, its row count, storage order (row i is the i-th scene of the shards, as `finalize`
+    writes it), unique scene ids, and the manifest's scenes_per_type. Reads no shard."""
+    want = [*INDEX_COLUMNS, "shard", "row"]
+    if index.column_names != want:
+        return [(None, f"columns {index.column_names}, expected {want}")]
+    types = {c: (SCHEMA.field(c).type if c in SCHEMA.names else pa.int32()) for c in want}
+    wrong = [c for c in want if index.schema.field(c).type != types[c]]
+    if wrong:
+        return [(None, f"column types of {', '.join(wrong)} differ from the store's")]
+    problems = []
+    if index.num_rows != manifest["num_scenes"]:
+        problems.append((None, f"{index.num_rows} rows, the manifest lists {manifest['num_scenes']} scenes"))
+    expected_shard = np.repeat(
+        np.arange(len(manifest["shards"]), dtype=np.int64), [s["num_scenes"] for s in manifest["shards"]]
+    )
+    expected_row = np.concatenate(
+        [np.arange(s["num_scenes"], dtype=np.int64) for s in manifest["shards"]] or [np.zeros(0, np.int64)]
+    )
+    shard = index.column("shard").to_numpy(zero_copy_only=False)
+    row = index.column("row").to_numpy(zero_copy_only=False)
+    n = min(len(shard), len(expected_shard))
+    off = np.flatnonzero((shard[:n] != expected_shard[:n]) | (row[:n] != expected_row[:n]))
+    ids = index.column("scene_id").to_numpy(zero_copy_only=False)
+    for i in off[:5].tolist():
+        problems.append(
+            (
+                i,
+                f"row {i} (scene {ids[i]}) points at shard {shard[i]} row {row[i]}; in storage order it "
+                f"would be shard {expected_shard[i]} row {expected_row[i]} (rows reordered or edited)",
+            )
+        )
+    if len(off) > 5:
+        problems.append((None, f"{len(off) - 5} more rows out of storage order"))
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        problems.append((None, f"scene ids listed more than once: {unique[counts > 1][:10].tolist()}"))
+    types_col = index.column("scenario_type").to_pylist()
+    counted = {t: types_col.count(t) for t in dict.fromkeys(types_col)}
+    if counted != manifest["scenes_per_type"]:
+        problems.append(
+            (
+                None,
+                f"the manifest's scenes_per_type {manifest['scenes_per_type']} is not what the index holds "
+                f"{counted}",
+            )
+        )
+    return problems
 
 
 # ---------------------------------------------------------------- records <-> Arrow
@@ -220,9 +394,11 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
         "config": config,
         "num_scenes": index.num_rows,
         "scenes_per_type": counts,
-        "index": {"file": INDEX, "sha256": sha256_file(root / INDEX)},
+        "index": {"file": INDEX, "sha256": sha256_file(root / INDEX), "bytes": (root / INDEX).stat().st_size},
         "shards": shards,
     }
+    # Integrity of the manifest itself; manifests written before it lack the entry and are still read.
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     atomic_write_bytes(root / "README.md", _dataset_card(manifest).encode())
     atomic_write_json(root / MANIFEST, manifest)
     return manifest
@@ -264,32 +440,111 @@ def _dataset_card(manifest: dict) -> str:
 # ---------------------------------------------------------------- reading
 
 
-class Dataset:
-    """A finished dataset directory: its manifest, index and scenes, read on demand."""
+def shard_layout_problem(pf: pq.ParquetFile, num_scenes: int) -> str | None:
+    """What in an opened shard's metadata breaks scene lookups, or None: the schema, the row count the
+    manifest lists, and ROWS_PER_GROUP rows in every row group but the last (lookups compute a
+    scene's row group as row // ROWS_PER_GROUP)."""
+    if not pf.schema_arrow.equals(SCHEMA):
+        return "schema differs from the store's (columns, types or event columns changed)"
+    if pf.metadata.num_rows != num_scenes:
+        return f"{pf.metadata.num_rows} scenes, the manifest lists {num_scenes}"
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    expected = [ROWS_PER_GROUP] * (num_scenes // ROWS_PER_GROUP) + (
+        [num_scenes % ROWS_PER_GROUP] if num_scenes % ROWS_PER_GROUP else []
+    )
+    if sizes != expected:
+        return (
+            f"row groups of {sizes[:6]}{'...' if len(sizes) > 6 else ''} scenes, the store writes "
+            f"{ROWS_PER_GROUP} per group (re-encoded?)"
+        )
+    return None
 
-    def __init__(self, root):
+
+def nonfinite_problem(record: dict) -> str | None:
+    """Where a scene's states first hold NaN or infinity (scene, field, frame, body), or None."""
+    states = record["states"]
+    bad = ~np.isfinite(states)
+    if not bad.any():
+        return None
+    frame, body, field = (int(v) for v in np.argwhere(bad)[0])
+    return (
+        f"scene {record['scene_id']} ({record['scenario_type']}) has {int(bad.sum())} non-finite state "
+        f"value(s), the first {states[frame, body, field]} in field {STATE_FIELDS[field]} at frame {frame}, "
+        f"body {body}"
+    )
+
+
+class Dataset:
+    """A finished dataset directory: its manifest, index and scenes, read on demand.
+
+    What is verified when (README "What is verified when"): on opening, the manifest's structure and
+    its manifest_sha256, the index's checksum and its agreement with the manifest (storage order,
+    counts, scenes_per_type); on first reading a shard, its size, its sha256 (unless verify=False),
+    its row count, schema and row-group layout; on every scene read, that it is the scene the index
+    names and that its states are finite. A mismatch raises DataDamageError naming the file."""
+
+    def __init__(self, root, verify: bool = True):
         self.root = Path(root)
+        self.verify = verify
         path = self.root / MANIFEST
-        if not path.exists():
-            raise StoreError(
-                f"{path}: no manifest. Is {self.root} a physworld dataset? If a generate run "
-                "was interrupted, rerun the same command to finish it."
+        problem = regular_file_problem(path, limit=MANIFEST_LIMIT)
+        if problem == "missing":
+            raise StoreError(self._no_manifest_message(path))
+        if problem:
+            raise DataDamageError(f"{path} {problem}; {self._validate_hint()}")
+        try:
+            self.manifest = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataDamageError(f"{path}: manifest is not valid JSON ({e}); regenerate the dataset") from e
+        problems = manifest_problems(self.manifest)
+        if problems:
+            if "format_version" in problems[0]:
+                raise StoreError(f"{path}: {problems[0]}")
+            raise DataDamageError(f"{path}: {'; '.join(problems[:3])}; {self._validate_hint()}")
+        index_path = self.root / INDEX
+        entry = self.manifest["index"]
+        problem = regular_file_problem(index_path, size=entry.get("bytes"), limit=INDEX_LIMIT)
+        if problem:
+            raise DataDamageError(f"{index_path} {problem}; {self._validate_hint()}")
+        if verify and sha256_file(index_path) != entry["sha256"]:
+            raise DataDamageError(
+                f"{index_path}: sha256 does not match the manifest (corrupted or modified); {self._validate_hint()}"
             )
         try:
-            self.manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise StoreError(f"{path}: manifest is not valid JSON ({e}); regenerate the dataset") from e
-        version = self.manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise StoreError(f"{path}: format_version {version!r}, this physworld reads {FORMAT_VERSION}")
-        try:
-            self.index = pq.read_table(self.root / INDEX)
+            self.index = pq.read_table(index_path)
         except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"{self.root / INDEX}: cannot read the scene index ({e})") from e
+            raise DataDamageError(
+                f"{index_path}: cannot read the scene index ({e}); {self._validate_hint()}"
+            ) from e
+        problems = index_problems(self.index, self.manifest)
+        if problems:
+            raise DataDamageError(
+                f"{index_path}: {'; '.join(p for _, p in problems[:2])}; {self._validate_hint()}"
+            )
         ids = self.index.column("scene_id").to_numpy()
         self._order = np.argsort(ids, kind="stable")
         self._sorted_ids = ids[self._order]
         self._files: dict[int, pq.ParquetFile] = {}
+        self._index_rows: list[dict] | None = None
+
+    def _validate_hint(self) -> str:
+        return (
+            f"the dataset is damaged: run `physworld validate --data-dir {self.root}` for the whole picture"
+        )
+
+    def _no_manifest_message(self, path: Path) -> str:
+        if any(self.root.glob("*/scene_*.jsonl")):
+            return (
+                f"{self.root} holds scenes in guide 001's JSONL layout, not a physworld dataset store; "
+                f"import it first: physworld import-jsonl --input-dir {self.root} "
+                f"--output-dir {self.root.with_name(self.root.name + '-store')}"
+            )
+        if not self.root.is_dir():
+            return f"{self.root}: no such dataset directory; check the path or run `physworld generate` first"
+        return (
+            f"{path}: no manifest. Is {self.root} a physworld dataset? If a generate run "
+            "was interrupted, rerun the same command to finish it."
+        )
 
     def __len__(self) -> int:
         return self.index.num_rows
@@ -298,10 +553,53 @@ class Dataset:
     def scene_ids(self) -> list[int]:
         return self.index.column("scene_id").to_pylist()
 
-    def _shard(self, k: int) -> pq.ParquetFile:
+    def shard_file(self, k: int) -> pq.ParquetFile:
+        """Shard k, verified on first use: a regular file of the manifest's size and sha256 (the
+        file is hashed once per Dataset; bench/bench_verify.py measures the cost), with the store's
+        schema, the manifest's row count and ROWS_PER_GROUP rows per row group (scene lookups rely
+        on it)."""
         if k not in self._files:
-            self._files[k] = pq.ParquetFile(self.root / self.manifest["shards"][k]["file"])
+            entry = self.manifest["shards"][k]
+            path = self.root / entry["file"]
+            problem = regular_file_problem(path, size=entry["bytes"])
+            if problem:
+                raise DataDamageError(f"{path} {problem}; {self._validate_hint()}")
+            if self.verify and sha256_file(path) != entry["sha256"]:
+                raise DataDamageError(
+                    f"{path}: sha256 does not match the manifest (corrupted or modified); {self._validate_hint()}"
+                )
+            try:
+                pf = pq.ParquetFile(path)
+            except (OSError, pa.ArrowException) as e:
+                raise DataDamageError(
+                    f"{path}: not a readable Parquet file ({e}); {self._validate_hint()}"
+                ) from e
+            problem = shard_layout_problem(pf, entry["num_scenes"])
+            if problem:
+                raise DataDamageError(f"{path}: {problem}; {self._validate_hint()}")
+            self._files[k] = pf
         return self._files[k]
+
+    def _checked(self, k: int, records: list[dict], rows: Iterable[int]) -> list[dict]:
+        """`records` read from shard k at `rows`, after checking each is the scene the index names there
+        and that its states are finite."""
+        if self._index_rows is None:
+            self._index_rows = self.index.select(INDEX_COLUMNS).to_pylist()
+        first = sum(s["num_scenes"] for s in self.manifest["shards"][:k])
+        path = self.root / self.manifest["shards"][k]["file"]
+        for rec, row in zip(records, rows, strict=True):
+            expected = self._index_rows[first + row]
+            for column in INDEX_COLUMNS:
+                got = rec["states"].shape[1] if column == "num_bodies" else rec[column]
+                if got != expected[column]:
+                    raise DataDamageError(
+                        f"{path}: row {row} holds scene {rec['scene_id']} with {column} {got!r}, the index "
+                        f"says {expected[column]!r}; {self._validate_hint()}"
+                    )
+            problem = nonfinite_problem(rec)
+            if problem:
+                raise DataDamageError(f"{path}: {problem}; {self._validate_hint()}")
+        return records
 
     def scene(self, scene_id: int) -> dict:
         """One scene by id, reading only the row group that holds it."""
@@ -320,7 +618,9 @@ class Dataset:
         groups = {}
         for shard, group, _ in where:
             if (shard, group) not in groups:
-                groups[shard, group] = table_to_records(self._shard(shard).read_row_group(group))
+                records = table_to_records(self.shard_file(shard).read_row_group(group))
+                start = group * ROWS_PER_GROUP
+                groups[shard, group] = self._checked(shard, records, range(start, start + len(records)))
         return [groups[shard, group][offset] for shard, group, offset in where]
 
     def iter_scenes(
@@ -330,9 +630,11 @@ class Dataset:
         types = set(scenario_types) if scenario_types is not None else None
         diffs = set(difficulties) if difficulties is not None else None
         for k in range(len(self.manifest["shards"])):
-            pf = self._shard(k)
+            pf = self.shard_file(k)
             for g in range(pf.num_row_groups):
-                for rec in table_to_records(pf.read_row_group(g)):
+                records = table_to_records(pf.read_row_group(g))
+                start = g * ROWS_PER_GROUP
+                for rec in self._checked(k, records, range(start, start + len(records))):
                     if (types is None or rec["scenario_type"] in types) and (
                         diffs is None or rec["difficulty"] in diffs
                     ):
@@ -344,8 +646,9 @@ class Dataset:
         entries = [dict(s) for s in self.manifest["shards"]] + [dict(self.manifest["index"])]
         for entry in entries:
             path = self.root / entry["file"]
-            if not path.exists():
-                problems.append(f"{path}: missing")
+            problem = regular_file_problem(path, size=entry.get("bytes"))
+            if problem:
+                problems.append(f"{path} {problem}")
             elif sha256_file(path) != entry["sha256"]:
                 problems.append(f"{path}: sha256 does not match the manifest (corrupted or modified)")
         return problems

@@ -17,6 +17,7 @@ frame, body). Checks, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
@@ -29,10 +30,17 @@ import pyarrow.parquet as pq
 
 from physworld.data.store import (
     INDEX,
+    INDEX_COLUMNS,
+    INDEX_LIMIT,
     MANIFEST,
+    MANIFEST_LIMIT,
     SCHEMA,
     SHARD_DIR,
-    canonical_json,
+    index_problems,
+    manifest_consistency_problems,
+    manifest_structure_problems,
+    regular_file_problem,
+    shard_layout_problem,
     table_to_records,
 )
 from physworld.fileio import sha256_file
@@ -41,6 +49,7 @@ from physworld.worlds.spec import PENETRATION_TOLERANCE
 
 ENERGY_DRIFT_TOLERANCE = 0.01  # relative, for scenes whose scenario says they conserve energy
 PENETRATION_FRAMES = 10  # check penetration every this many frames
+JSONL_LIMIT = 1 << 30  # bytes; a scene file larger than this is refused, not read
 
 
 @dataclass
@@ -103,8 +112,13 @@ class Report:
 # ---------------------------------------------------------------- per-scene checks
 
 
+def _canonical(obj) -> str:
+    """canonical_json that also takes what a damaged spec may hold (NaN), so comparing never crashes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
 def _content_hash(record: dict) -> str:
-    h = hashlib.sha256(canonical_json(record["spec"]).encode())
+    h = hashlib.sha256(_canonical(record["spec"]).encode())
     h.update(np.ascontiguousarray(record["states"]).tobytes())
     return h.hexdigest()
 
@@ -119,6 +133,10 @@ def check_scene_values(record: dict, where: str, frames_expected: int | None) ->
                 "scenes", f"{states.shape[0]} frames, the config promises {frames_expected}", where, sid, st
             )
         )
+    if not isinstance(record["spec"], dict) or not isinstance(record["spec"].get("bodies", []), list):
+        return out + [
+            Finding("scenes", "spec is not a scene spec object with a list of bodies", where, sid, st)
+        ]
     if len(record["spec"].get("bodies", [])) != states.shape[1]:
         out.append(
             Finding(
@@ -144,7 +162,33 @@ def check_scene_values(record: dict, where: str, frames_expected: int | None) ->
                 body,
             )
         )
+    problem = _events_problem(record["events"], *states.shape[:2])
+    if problem:
+        out.append(Finding("scenes", f"contact events: {problem}", where, sid, st))
     return out
+
+
+def _events_problem(events: dict, num_frames: int, num_bodies: int) -> str | None:
+    """What makes a scene's contact events impossible for its trajectory, or None: columns of
+    different lengths, frames outside [1, frames - 1] or out of order, bodies outside [-1, bodies)
+    or a pair not written (a, b) with a <= b, impulses negative or not finite."""
+    frame, a, b, impulse = (np.asarray(events[k]) for k in ("frame", "body_a", "body_b", "impulse"))
+    if not len(frame) == len(a) == len(b) == len(impulse):
+        return f"columns of lengths {len(frame)}, {len(a)}, {len(b)}, {len(impulse)}"
+    if len(frame) == 0:
+        return None
+    checks = [
+        ((frame < 1) | (frame >= num_frames), f"frame outside [1, {num_frames - 1}]"),
+        (np.concatenate([[False], np.diff(frame) < 0]), "frames out of order"),
+        ((a < -1) | (a >= num_bodies) | (b < -1) | (b >= num_bodies), f"body outside [-1, {num_bodies})"),
+        (a > b, "pair not ordered body_a <= body_b"),
+        (~np.isfinite(impulse) | (impulse < 0), "impulse negative or not finite"),
+    ]
+    for bad, what in checks:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            return f"{what} (event {i}: frame {frame[i]}, bodies {a[i]}, {b[i]}, impulse {impulse[i]})"
+    return None
 
 
 def check_determinism(record: dict, where: str) -> list[Finding]:
@@ -153,6 +197,8 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
 
     sid, st = record["scene_id"], record["scenario_type"]
     spec = record["spec"]
+    if not isinstance(spec, dict):
+        return []  # reported by check_scene_values
     if spec.get("imported") or spec.get("prediction"):
         return []  # simulated by another engine, or predicted by a model: nothing to reproduce
     out = []
@@ -161,12 +207,13 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
             fresh_spec = make_spec(st, record["difficulty"], record["seed"])
         except Exception as e:  # a damaged row can hold anything; report it, keep going
             return [Finding("determinism", f"cannot rebuild the spec from its seed: {e}", where, sid, st)]
-        if canonical_json(fresh_spec) != canonical_json(spec):
+        if _canonical(fresh_spec) != _canonical(spec):
             out.append(
                 Finding("determinism", "stored spec differs from the one its seed generates", where, sid, st)
             )
     try:
-        states = simulate(spec, record["states"].shape[0] - 1)["states"]
+        run = simulate(spec, record["states"].shape[0] - 1)
+        states = run["states"]
     except Exception as e:
         return out + [Finding("determinism", f"stored spec does not simulate: {e}", where, sid, st)]
     if states.shape != record["states"].shape:
@@ -195,6 +242,21 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
                 body,
             )
         )
+    else:
+        for key in ("frame", "body_a", "body_b", "impulse"):
+            stored, fresh = np.asarray(record["events"][key]), np.asarray(run["events"][key])
+            if stored.shape != fresh.shape or stored.tobytes() != fresh.astype(stored.dtype).tobytes():
+                out.append(
+                    Finding(
+                        "determinism",
+                        f"contact events differ from the re-simulation ({key}: {len(stored)} stored, "
+                        f"{len(fresh)} simulated)",
+                        where,
+                        sid,
+                        st,
+                    )
+                )
+                break
     return out
 
 
@@ -267,20 +329,30 @@ def _check_scenes(
     physics: bool,
     expected_ids: set[int] | None,
     progress: bool,
+    total: int | None = None,
 ) -> None:
-    """Shared by both layouts: `scenes` yields (where, record) or (where, Finding)."""
+    """Shared by both layouts: `scenes` yields (where, record) or (where, Finding); `total` is the
+    number of scenes the layout promises, for the progress bar."""
     from tqdm.auto import tqdm
 
     seen_ids: dict[int, str] = {}
     by_hash: dict[str, int] = {}
     pending = []  # records kept for the determinism sample, chosen after the walk
     ids_by_type: dict[str, list[int]] = defaultdict(list)
-    for where, item in tqdm(scenes, desc="validate", unit="scene", disable=not progress):
+    bar = tqdm(total=total, desc="validate", unit="scene", disable=not progress, dynamic_ncols=True)
+    for where, item in scenes:
         if isinstance(item, Finding):
             report.add(item)
             continue
+        bar.update(1)
         record = item
         sid, st = record["scene_id"], record["scenario_type"]
+        nulls = [
+            k for k in ("scene_id", "seed", "scenario_type", "category", "difficulty") if record[k] is None
+        ]
+        if nulls:
+            report.add(Finding("scenes", f"null {', '.join(nulls)}", where, sid, st))
+            continue
         report.num_scenes += 1
         report.per_type[st]["scenes"] += 1
         if sid in seen_ids:
@@ -302,6 +374,7 @@ def _check_scenes(
                 report.add(f)
         elif resimulate == "sample" and len(ids_by_type[st]) <= sample_per_type:
             pending.append((where, record))
+    bar.close()
     for where, record in pending:
         for f in check_determinism(record, where):
             report.add(f)
@@ -323,16 +396,197 @@ def _ranges(ids: list[int], limit: int = 20) -> str:
     return shown + (f" ... ({len(ids) - limit} more)" if len(ids) > limit else "")
 
 
-def _store_scenes(root: Path, manifest: dict):
+def _generation_config(config, report: Report, file: str):
+    """The GenerateConfig a generation config describes, or None (with a finding when it is a
+    generation config that does not parse); imported datasets have none."""
+    from physworld.data.generate import GenerateConfig
+
+    if not isinstance(config, dict) or config.get("source") == "import-jsonl":
+        return None
+    fields = [f.name for f in dataclasses.fields(GenerateConfig)]
+    try:
+        values = {k: config[k] for k in fields}
+        bad = [
+            k
+            for k in ("num_scenes_per_type", "seed", "frames_per_scene", "scenes_per_shard")
+            if not _is_int(values[k])
+        ]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be integers, got {[values[k] for k in bad]}")
+        rng = values["difficulty_range"]
+        if not (isinstance(rng, list) and len(rng) == 2 and all(_is_int(v) for v in rng)):
+            raise ValueError(f"difficulty_range must be two integers, got {rng!r}")
+        if not (
+            isinstance(values["scenario_types"], list)
+            and all(isinstance(t, str) for t in values["scenario_types"])
+        ):
+            raise ValueError(f"scenario_types must be a list of names, got {values['scenario_types']!r}")
+        values["scenario_types"] = tuple(values["scenario_types"])
+        values["difficulty_range"] = tuple(rng)
+        parsed = GenerateConfig(**values)
+    except KeyError as e:
+        report.add(Finding("files", f"config lacks {e.args[0]!r}, which generation configs hold", file))
+        return None
+    except (ValueError, TypeError) as e:
+        report.add(Finding("files", f"config is not a valid generation config: {e}", file))
+        return None
+    if list(parsed.scenario_types) != config["scenario_types"]:
+        report.add(
+            Finding(
+                "files", f"config scenario_types {config['scenario_types']} are not resolved type names", file
+            )
+        )
+        return None
+    return parsed
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] | None) -> None:
+    """A generated dataset is fully decided by its config: check the manifest's counts, the shard
+    layout and every index row (type, difficulty, seed at its scene id) against that plan."""
+    from physworld.data.generate import scene_plan, shard_scene_ids
+
+    if manifest["num_scenes"] != gen.num_scenes:
+        report.add(
+            Finding(
+                "files",
+                f"num_scenes {manifest['num_scenes']}, the config produces {gen.num_scenes}",
+                MANIFEST,
+            )
+        )
+    planned = {t: gen.num_scenes_per_type for t in gen.scenario_types}
+    if manifest["scenes_per_type"] != planned:
+        report.add(
+            Finding(
+                "files",
+                f"scenes_per_type {manifest['scenes_per_type']} is not what the config produces {planned}",
+                MANIFEST,
+            )
+        )
+    sizes = [len(shard_scene_ids(gen, k)) for k in range(gen.num_shards)]
+    listed = [s["num_scenes"] for s in manifest["shards"]]
+    if listed != sizes:
+        report.add(
+            Finding("files", f"shards hold {listed[:8]} scenes, the config's layout is {sizes[:8]}", MANIFEST)
+        )
+    if index_rows is None:
+        return
+    wrong = 0
+    for i, row in enumerate(index_rows):
+        if row["scene_id"] != i:
+            want = None
+        else:
+            want = scene_plan(gen, i)
+        got = (row["scenario_type"], row["difficulty"], row["seed"])
+        if want is None or got != want:
+            wrong += 1
+            if wrong <= 5:
+                expect = f"scene {i}" if want is None else f"type, difficulty, seed {want}"
+                report.add(
+                    Finding(
+                        "index",
+                        f"row {i} holds scene {row['scene_id']} with type, difficulty, seed {got}; the config "
+                        f"puts {expect} there",
+                        INDEX,
+                        row["scene_id"],
+                        row["scenario_type"],
+                    )
+                )
+    if wrong > 5:
+        report.add(Finding("index", f"{wrong - 5} more rows disagree with the config's plan", INDEX))
+
+
+def _read_json(root: Path, name: str, report: Report, limit: int = MANIFEST_LIMIT):
+    """A small JSON file, read only if it is a regular file within `limit`; None with a finding if not."""
+    problem = regular_file_problem(root / name, limit=limit)
+    if problem:
+        report.add(Finding("files", f"{name} {problem}", name))
+        return None
+    try:
+        return json.loads((root / name).read_bytes())
+    except (ValueError, OSError) as e:
+        report.add(
+            Finding("files", f"{name} unreadable: {e}; regenerate or rerun the generate command", name)
+        )
+        return None
+
+
+def _read_index(root: Path, manifest: dict, report: Report) -> pa.Table | None:
+    entry = manifest["index"]
+    path = root / INDEX
+    problem = regular_file_problem(path, size=entry.get("bytes"), limit=INDEX_LIMIT)
+    if problem:
+        report.add(Finding("files", f"index {problem}", INDEX))
+        return None
+    if sha256_file(path) != entry["sha256"]:
+        report.add(Finding("files", "sha256 does not match the manifest", INDEX))
+    try:
+        index = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        report.add(Finding("files", f"index unreadable: {e}", INDEX))
+        return None
+    problems = index_problems(index, manifest)
+    ids = index.column("scene_id").to_pylist() if "scene_id" in index.column_names else []
+    for row, message in problems:
+        report.add(Finding("index", message, INDEX, ids[row] if row is not None and row < len(ids) else None))
+    if problems and problems[0][0] is None and problems[0][1].startswith(("columns", "column types")):
+        return None
+    return index
+
+
+def _shard_rows_findings(name: str, table: pa.Table, index_rows: dict, k: int) -> list[Finding]:
+    """Every row of shard k against the index row that points at it, and its category against its type."""
+    from physworld.worlds.registry import CATEGORY_OF
+
+    out = []
+    rows = table.select(INDEX_COLUMNS).to_pylist()
+    for r, got in enumerate(rows):
+        want = index_rows.get((k, r))
+        sid, st = got["scene_id"], got["scenario_type"]
+        if want is None:
+            out.append(Finding("index", f"row {r} has no index row pointing at it", name, sid, st))
+            continue
+        diff = [c for c in INDEX_COLUMNS if got[c] != want[c]]
+        if diff:
+            detail = "; ".join(f"{c}: shard {got[c]!r}, index {want[c]!r}" for c in diff)
+            out.append(Finding("index", f"row {r} disagrees with index.parquet ({detail})", name, sid, st))
+        if st in CATEGORY_OF and got["category"] != CATEGORY_OF[st]:
+            out.append(
+                Finding(
+                    "scenes",
+                    f"category {got['category']!r}, type {st} belongs to {CATEGORY_OF[st]!r}",
+                    name,
+                    sid,
+                    st,
+                )
+            )
+    return out
+
+
+def _store_scenes(root: Path, manifest: dict, index: pa.Table | None):
+    index_rows = {}
+    if index is not None:
+        for row in index.to_pylist():
+            index_rows[row["shard"], row["row"]] = row
     listed = set()
-    for entry in manifest.get("shards", []):
-        name = entry.get("file", "?")
+    for k, entry in enumerate(manifest["shards"]):
+        name = entry["file"]
         listed.add(name)
         path = root / name
-        if not path.exists():
-            yield name, Finding("files", "shard listed in the manifest is missing", name)
+        problem = regular_file_problem(path)
+        if problem:
+            # Never read: a directory, a device such as /dev/zero, a FIFO.
+            yield name, Finding("files", f"shard {problem}; not read", name)
             continue
-        if sha256_file(path) != entry.get("sha256"):
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            yield name, Finding("files", f"is {size} bytes, the manifest says {entry['bytes']}", name)
+            if size > 2 * entry["bytes"] + (64 << 20):
+                continue  # read what is there to locate the damage, but only within a bound
+        if sha256_file(path) != entry["sha256"]:
             yield (
                 name,
                 Finding(
@@ -341,11 +595,16 @@ def _store_scenes(root: Path, manifest: dict):
             )
         try:
             pf = pq.ParquetFile(path)
-            if not pf.schema_arrow.equals(SCHEMA):
-                yield name, Finding("files", "schema differs from the store's", name)
-                continue
+            problem = shard_layout_problem(pf, entry["num_scenes"])
+            if problem:
+                yield name, Finding("files", problem, name)
+                if not pf.schema_arrow.equals(SCHEMA):
+                    continue
+            if index is not None:
+                for f in _shard_rows_findings(name, pf.read(columns=INDEX_COLUMNS), index_rows, k):
+                    yield name, f
             groups = range(pf.num_row_groups)
-        except Exception as e:
+        except Exception as e:  # a damaged file can fail anywhere in the reader; report it
             yield name, Finding("files", f"not a readable Parquet file: {e}", name)
             continue
         for g in groups:
@@ -356,7 +615,7 @@ def _store_scenes(root: Path, manifest: dict):
                 continue
             yield from ((name, r) for r in records)
     shard_dir = root / SHARD_DIR
-    if shard_dir.exists():
+    if shard_dir.is_dir():
         for path in sorted(shard_dir.glob("*.parquet")):
             name = f"{SHARD_DIR}/{path.name}"
             if name not in listed:
@@ -367,62 +626,152 @@ def _store_scenes(root: Path, manifest: dict):
 
 
 def validate_store(root: Path, report: Report, **kw) -> None:
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except Exception as e:
-        report.add(
-            Finding("files", f"manifest unreadable: {e}; regenerate or rerun the generate command", MANIFEST)
-        )
+    manifest = _read_json(root, MANIFEST, report)
+    if manifest is None:
         return
     report.checks_run.append("files")
-    index_entry = manifest.get("index", {})
-    index_path = root / index_entry.get("file", INDEX)
-    if not index_path.exists():
-        report.add(Finding("files", "index missing", INDEX))
-    elif sha256_file(index_path) != index_entry.get("sha256"):
-        report.add(Finding("files", "sha256 does not match the manifest", INDEX))
-    else:
-        try:
-            pq.read_table(index_path)
-        except (OSError, pa.ArrowException) as e:
-            report.add(Finding("files", f"index unreadable: {e}", INDEX))
-    config = manifest.get("config", {})
-    frames = config.get("frames_per_scene")
+    report.checks_run.append("index")
+    problems = manifest_structure_problems(manifest)
+    for problem in problems:
+        report.add(Finding("files", problem, MANIFEST))
+    if problems:
+        return  # nothing else in it can be relied on to find the rest
+    for problem in manifest_consistency_problems(manifest):
+        report.add(Finding("files", problem, MANIFEST))
+    if "manifest_sha256" not in manifest:
+        report.add(
+            Finding(
+                "files",
+                "no manifest_sha256 (written before physworld recorded one): edits of the manifest are "
+                "found only where they disagree with the index, shards or config",
+                MANIFEST,
+                severity="warning",
+            )
+        )
+    index = _read_index(root, manifest, report)
+    index_rows = None
+    if index is not None:
+        index_rows = index.sort_by([("shard", "ascending"), ("row", "ascending")]).to_pylist()
+    gen = _generation_config(manifest["config"], report, MANIFEST)
     expected = None
-    if "num_scenes_per_type" in config and "scenario_types" in config:
-        expected = set(range(config["num_scenes_per_type"] * len(config["scenario_types"])))
+    frames = None
+    if gen is not None:
+        _plan_findings(report, gen, manifest, index_rows)
+        expected = set(range(gen.num_scenes))
+        frames = gen.frames_per_scene + 1
     _check_scenes(
-        report, _store_scenes(root, manifest), frames + 1 if frames else None, expected_ids=expected, **kw
+        report,
+        _store_scenes(root, manifest, index),
+        frames,
+        expected_ids=expected,
+        total=manifest["num_scenes"],
+        **kw,
     )
 
 
-def _jsonl_scenes(root: Path):
+def _expected_jsonl_files(root: Path, report: Report) -> dict[str, tuple[int, str]] | None:
+    """{relative path: (scene id, type)} of every file the tree should hold, from the marker its
+    writer left (export-jsonl's EXPORT_MARKER, or generate's generation.json); None without one."""
+    from physworld.data.generate import scene_plan
+    from physworld.data.jsonl import EXPORT_MARKER
+
+    if (root / EXPORT_MARKER).exists():
+        marker = _read_json(root, EXPORT_MARKER, report)
+        per_type = marker.get("scene_ids") if isinstance(marker, dict) else None
+        if not isinstance(per_type, dict) or not all(
+            isinstance(ids, list) and all(_is_int(i) and i >= 0 for i in ids) for ids in per_type.values()
+        ):
+            if marker is not None:
+                report.add(Finding("files", "scene_ids: expected {type: [ids]}", EXPORT_MARKER))
+            return None
+        return {f"{t}/scene_{i:08d}.jsonl": (i, t) for t, ids in per_type.items() for i in ids}
+    if (root / "generation.json").exists():
+        config = _read_json(root, "generation.json", report)
+        gen = _generation_config(config, report, "generation.json")
+        if gen is None:
+            return None
+        out = {}
+        for i in range(gen.num_scenes):
+            t = scene_plan(gen, i)[0]
+            out[f"{t}/scene_{i:08d}.jsonl"] = (i, t)
+        return out
+    return None
+
+
+def _jsonl_scenes(root: Path, files: list[Path], expected: dict | None):
     from physworld.data.jsonl import JsonlError, read_scene_lines
 
-    files = sorted(root.glob("*/scene_*.jsonl"))
     if not files:
         yield str(root), Finding("files", "no */scene_*.jsonl files")
     for path in files:
         name = str(path.relative_to(root))
+        folder = path.parent.name
+        problem = regular_file_problem(path, limit=JSONL_LIMIT)
+        if problem:
+            yield name, Finding("files", problem, name, scenario_type=folder)
+            continue
+        if expected is not None and name not in expected:
+            yield (
+                name,
+                Finding(
+                    "files", "a scene file its export or generation did not write", name, scenario_type=folder
+                ),
+            )
         try:
-            lines = path.read_text().splitlines()
-            yield name, read_scene_lines(lines, source=str(path))
+            with open(path, encoding="utf-8", newline="") as fh:
+                record = read_scene_lines(fh, source=str(path))
         except (JsonlError, OSError, UnicodeDecodeError) as e:
-            yield name, Finding("scenes", str(e), name, scenario_type=path.parent.name)
+            yield name, Finding("scenes", str(e), name, scenario_type=folder)
+            continue
+        if record["scenario_type"] != folder:
+            yield (
+                name,
+                Finding(
+                    "files",
+                    f"holds a scene of type {record['scenario_type']!r} in the folder of {folder!r} (moved?)",
+                    name,
+                    record["scene_id"],
+                    record["scenario_type"],
+                ),
+            )
+        if path.name != f"scene_{record['scene_id']:08d}.jsonl":
+            yield (
+                name,
+                Finding(
+                    "files",
+                    f"holds scene {record['scene_id']}, its name says another (renamed?)",
+                    name,
+                    record["scene_id"],
+                    record["scenario_type"],
+                ),
+            )
+        yield name, record
+    if expected is not None:
+        present = {str(p.relative_to(root)) for p in files}
+        for name, (sid, t) in sorted(expected.items()):
+            if name not in present:
+                yield name, Finding("files", "scene file missing (deleted or moved?)", name, sid, t)
 
 
 def validate_jsonl(root: Path, report: Report, **kw) -> None:
-    config = {}
+    report.checks_run.append("files")
+    expected_files = _expected_jsonl_files(root, report)
+    gen = None
     if (root / "generation.json").exists():
-        try:
-            config = json.loads((root / "generation.json").read_text())
-        except json.JSONDecodeError as e:
-            report.add(Finding("files", f"generation.json unreadable: {e}", "generation.json"))
-    frames = config.get("frames_per_scene")
-    expected = None
-    if "num_scenes_per_type" in config and "scenario_types" in config:
-        expected = set(range(config["num_scenes_per_type"] * len(config["scenario_types"])))
-    _check_scenes(report, _jsonl_scenes(root), frames + 1 if frames else None, expected_ids=expected, **kw)
+        gen = _generation_config(
+            _read_json(root, "generation.json", report), Report("", ""), "generation.json"
+        )
+    frames = gen.frames_per_scene + 1 if gen is not None else None
+    expected = {sid for sid, _ in expected_files.values()} if expected_files is not None else None
+    files = sorted(root.glob("*/scene_*.jsonl"))
+    _check_scenes(
+        report,
+        _jsonl_scenes(root, files, expected_files),
+        frames,
+        expected_ids=expected,
+        total=len(files),
+        **kw,
+    )
 
 
 def validate(
@@ -432,12 +781,16 @@ def validate(
     sample_per_type: int = 2,
     progress: bool = False,
 ) -> Report:
-    """Validate a dataset directory (store or JSONL layout); returns a Report, never raises on damage."""
+    """Validate a dataset directory (store or JSONL layout); returns a Report, never raises on damage.
+    FileNotFoundError / ValueError mean a user mistake (no dataset there, a bad option); anything else
+    escaping is a bug in validate itself (the CLI exits 3 for it)."""
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
     if resimulate not in ("none", "sample", "all"):
         raise ValueError(f"--resimulate must be none, sample or all, got {resimulate!r}")
+    if not _is_int(sample_per_type) or sample_per_type < 0:
+        raise ValueError(f"--sample-per-type must be 0 or more, got {sample_per_type!r}")
     layout = "store" if (root / MANIFEST).exists() or (root / SHARD_DIR).exists() else "jsonl"
     if layout == "jsonl" and not any(root.glob("*/scene_*.jsonl")):
         raise FileNotFoundError(
@@ -466,7 +819,7 @@ def format_report(report: Report, verbose: bool = False) -> str:
         f"{', '.join(report.checks_run)}"
     ]
     lines.append(f"{'scenario type':22s} {'scenes':>7s} {'errors':>7s} {'warnings':>9s}")
-    for st in sorted(report.per_type):
+    for st in sorted(report.per_type, key=str):
         c = report.per_type[st]
         if verbose or c["errors"] or c["warnings"] or st != "(dataset)":
             lines.append(f"{st:22s} {c['scenes']:7d} {c['errors']:7d} {c['warnings']:9d}")

@@ -37,7 +37,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
@@ -345,8 +344,8 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
 
     # First pass: sizes from the shards' num_frames / num_bodies columns (no trajectories read).
     sizes = []
-    for entry in ds.manifest["shards"]:
-        t = pq.read_table(data_dir / entry["file"], columns=["scene_id", "num_frames", "num_bodies"])
+    for k in range(len(ds.manifest["shards"])):  # opened through the Dataset: size and sha256 verified
+        t = ds.shard_file(k).read(columns=["scene_id", "num_frames", "num_bodies"])
         sizes.append(np.stack([t.column(c).to_numpy().astype(np.int64) for c in t.column_names], axis=1))
     sizes = np.concatenate(sizes)
     num_scenes = len(sizes)
