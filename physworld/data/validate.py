@@ -4,13 +4,23 @@ Works on the columnar store and on guide 001's JSONL layout. Damage is a finding
 every check catches what it can go wrong on and reports it with its location (file, scene id,
 frame, body). Checks, in order:
 
-  files        manifest and index readable; every shard present, its sha256 as the manifest says,
-               readable as Parquet with the store's schema; no unlisted shard files
-  scenes       every row decodes; counts, frame numbers and spec agree; no NaN or infinite values
+  files        manifest readable, of the supported format_version, every field of the right type,
+               its manifest_sha256 matching its content, its counts agreeing; index and every shard a
+               regular file of the manifest's size (nothing else is read: a directory or a link to
+               /dev/zero is a finding, never a hang) and sha256, readable as Parquet with the store's
+               schema and row-group layout; no unlisted shard files. In the JSONL layout, every file
+               the export marker or generation.json promises present, each in its type's folder and
+               named by its scene id
+  index        index rows in storage order and each the same scene (id, type, category, difficulty,
+               seed, body count) as the shard row it points at; scenes_per_type as the index counts;
+               for generated datasets, every row's type, difficulty and seed as the config's plan
+  scenes       every row decodes; counts, frame numbers and spec agree; no NaN or infinite values;
+               category as the type's; contact events possible (frames, bodies, impulses)
   coverage     every scene id the generation config promises is present, and only once
   duplicates   no two scene ids hold identical content (spec and trajectory)
   determinism  re-simulating from the stored seed (or, for imported scenes, nothing) reproduces
-               the stored spec and trajectory bit for bit; a sample by default, all with --resimulate all
+               the stored spec, trajectory and contact events bit for bit; a sample by default, all
+               with --resimulate all
   physics      (--check-physics) overlap at spawn, penetration beyond tolerance, bodies leaving a
                world their scenario keeps them in, energy drift where the scenario conserves energy
 """
@@ -401,9 +411,9 @@ def _generation_config(config, report: Report, file: str):
     generation config that does not parse); imported datasets have none."""
     from physworld.data.generate import GenerateConfig
 
-    if not isinstance(config, dict) or config.get("source") == "import-jsonl":
-        return None
     fields = [f.name for f in dataclasses.fields(GenerateConfig)]
+    if not isinstance(config, dict) or not any(k in config for k in fields):
+        return None  # imported scenes, a model's predictions: no plan to check against
     try:
         values = {k: config[k] for k in fields}
         bad = [

@@ -42,7 +42,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-from physworld.data.store import MANIFEST, Dataset, StoreError
+from physworld.data.store import MANIFEST, MANIFEST_LIMIT, Dataset, StoreError, regular_file_problem
 from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from physworld.worlds.engine import STATE_FIELDS
 from physworld.worlds.spec import body_extent
@@ -507,8 +507,10 @@ def load_meta(prepared_dir, check_source: bool = True) -> dict:
         manifest = _source_manifest(prepared_dir, meta)
         if manifest is not None:
             try:
-                key = source_key(json.loads(manifest.read_text()))
-            except (OSError, json.JSONDecodeError, KeyError):
+                if regular_file_problem(manifest, limit=MANIFEST_LIMIT):
+                    raise OSError("not a readable manifest")  # never read a device or a huge file
+                key = source_key(json.loads(manifest.read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError):
                 key = None
             if key != meta["source"]["shards_sha256"]:
                 raise PreparedError(
