@@ -380,6 +380,12 @@ def test_nan_stops_training_and_evaluation_naming_scene_field_frame(capsys, chec
         # Readers do not use the generation config (only validate checks scenes against it).
         (lambda m: m["config"].update(num_scenes_per_type="6"), "num_scenes_per_type must be integers", 0),
         (lambda m: m.update(index=[]), "index: expected", 1),
+        (
+            lambda m: m["config"].update(num_scenes_per_type=10**18),
+            "the config produces 2000000000000000000",
+            0,
+        ),
+        (lambda m: m["shards"][0].update(num_scenes=10**18), "is not the shards' total", 1),
         (lambda m: m.clear(), "format None, expected 'physworld-scenes'", 1),
     ],
 )
@@ -511,6 +517,16 @@ def test_generated_jsonl_tree_deleted_file(capsys, tmp_path):
     (root / "pendulum" / "scene_00000002.jsonl").unlink()
     code, out = validate(capsys, root, "--resimulate", "none")
     assert code == 1 and "pendulum/scene_00000002.jsonl, scene 2: scene file missing" in out
+
+
+def test_generation_json_promising_absurdly_many_scenes(capsys, tmp_path):
+    root = tmp_path / "gen"
+    generate(CONFIG, root, progress=False, fmt="jsonl")
+    config = json.loads((root / "generation.json").read_text())
+    config["num_scenes_per_type"] = 10**18
+    (root / "generation.json").write_text(json.dumps(config))
+    code, out = validate(capsys, root, "--resimulate", "none")
+    assert code == 1 and "generation.json promises 2000000000000000000 scenes; 12 files are here" in out
 
 
 def test_jsonl_scene_that_is_a_directory(capsys, jsonl_copy):

@@ -70,6 +70,7 @@ SCHEMA = pa.schema(
 INDEX_COLUMNS = ["scene_id", "scenario_type", "category", "difficulty", "seed", "num_bodies"]
 
 
+UNITS = {"length": "px (1 px = 1 cm)", "time": "s", "angle": "rad", "y_axis": "up"}
 MANIFEST_LIMIT = 64 << 20  # bytes; no manifest comes near this, and nothing larger is read
 INDEX_LIMIT = 1 << 30  # the same bound for an index written before manifests recorded its size
 
@@ -213,9 +214,17 @@ def index_problems(index: pa.Table, manifest: dict) -> list[tuple[int | None, st
     wrong = [c for c in want if index.schema.field(c).type != types[c]]
     if wrong:
         return [(None, f"column types of {', '.join(wrong)} differ from the store's")]
+    listed = sum(s["num_scenes"] for s in manifest["shards"])
+    if index.num_rows != manifest["num_scenes"] or index.num_rows != listed:
+        # Checked first and alone: the counts below may be anything, and rows cannot be paired up.
+        return [
+            (
+                None,
+                f"{index.num_rows} rows, the manifest lists {manifest['num_scenes']} scenes "
+                f"({listed} in its shards)",
+            )
+        ]
     problems = []
-    if index.num_rows != manifest["num_scenes"]:
-        problems.append((None, f"{index.num_rows} rows, the manifest lists {manifest['num_scenes']} scenes"))
     expected_shard = np.repeat(
         np.arange(len(manifest["shards"]), dtype=np.int64), [s["num_scenes"] for s in manifest["shards"]]
     )
@@ -390,7 +399,7 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
         "physworld_version": physworld.__version__,
         "engine": ENGINE,
         "state_fields": list(STATE_FIELDS),
-        "units": {"length": "px (1 px = 1 cm)", "time": "s", "angle": "rad", "y_axis": "up"},
+        "units": UNITS,
         "config": config,
         "num_scenes": index.num_rows,
         "scenes_per_type": counts,
@@ -512,11 +521,11 @@ class Dataset:
             )
         try:
             self.index = pq.read_table(index_path)
-        except (OSError, pa.ArrowException) as e:
+            problems = index_problems(self.index, self.manifest)
+        except (OSError, pa.ArrowException, ValueError) as e:
             raise DataDamageError(
                 f"{index_path}: cannot read the scene index ({e}); {self._validate_hint()}"
             ) from e
-        problems = index_problems(self.index, self.manifest)
         if problems:
             raise DataDamageError(
                 f"{index_path}: {'; '.join(p for _, p in problems[:2])}; {self._validate_hint()}"
@@ -580,6 +589,18 @@ class Dataset:
             self._files[k] = pf
         return self._files[k]
 
+    def _decode(self, k: int, group: int) -> list[dict]:
+        """Row group `group` of shard k as records; DataDamageError if it does not decode (only
+        possible where the shard's checksum passed, i.e. it was rewritten and re-hashed)."""
+        pf = self.shard_file(k)
+        try:
+            return table_to_records(pf.read_row_group(group))
+        except (OSError, pa.ArrowException, ValueError, KeyError, IndexError, TypeError) as e:
+            path = self.root / self.manifest["shards"][k]["file"]
+            raise DataDamageError(
+                f"{path}: row group {group} does not decode ({type(e).__name__}: {e}); {self._validate_hint()}"
+            ) from e
+
     def _checked(self, k: int, records: list[dict], rows: Iterable[int]) -> list[dict]:
         """`records` read from shard k at `rows`, after checking each is the scene the index names there
         and that its states are finite."""
@@ -623,7 +644,7 @@ class Dataset:
         groups = {}
         for shard, group, _ in where:
             if (shard, group) not in groups:
-                records = table_to_records(self.shard_file(shard).read_row_group(group))
+                records = self._decode(shard, group)
                 start = group * ROWS_PER_GROUP
                 groups[shard, group] = self._checked(shard, records, range(start, start + len(records)))
         return [groups[shard, group][offset] for shard, group, offset in where]
@@ -637,7 +658,7 @@ class Dataset:
         for k in range(len(self.manifest["shards"])):
             pf = self.shard_file(k)
             for g in range(pf.num_row_groups):
-                records = table_to_records(pf.read_row_group(g))
+                records = self._decode(k, g)
                 start = g * ROWS_PER_GROUP
                 for rec in self._checked(k, records, range(start, start + len(records))):
                     if (types is None or rec["scenario_type"] in types) and (

@@ -46,6 +46,7 @@ from physworld.data.store import (
     MANIFEST_LIMIT,
     SCHEMA,
     SHARD_DIR,
+    UNITS,
     index_problems,
     manifest_consistency_problems,
     manifest_structure_problems,
@@ -447,6 +448,15 @@ def _generation_config(config, report: Report, file: str):
             )
         )
         return None
+    # The rest of what generate writes: nothing missing, added or changed (the engine aside, which
+    # names whatever version simulated the data).
+    written = dict(parsed.to_dict(), format=config.get("format"), engine=config.get("engine"))
+    if config.get("format") not in ("parquet", "jsonl") or not isinstance(config.get("engine"), str):
+        report.add(Finding("files", "config: format or engine is not what generate writes", file))
+    differ = sorted(k for k in set(written) | set(config) if written.get(k) != config.get(k))
+    if differ:
+        detail = "; ".join(f"{k}: {config.get(k)!r}, generate writes {written.get(k)!r}" for k in differ)
+        report.add(Finding("files", f"config differs from what generate writes ({detail})", file))
     return parsed
 
 
@@ -454,9 +464,10 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] | None) -> None:
+def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] | None) -> bool:
     """A generated dataset is fully decided by its config: check the manifest's counts, the shard
-    layout and every index row (type, difficulty, seed at its scene id) against that plan."""
+    layout and every index row (type, difficulty, seed at its scene id) against that plan. False when
+    the config does not even produce the manifest's number of scenes (then nothing else is compared)."""
     from physworld.data.generate import scene_plan, shard_scene_ids
 
     if manifest["num_scenes"] != gen.num_scenes:
@@ -467,6 +478,7 @@ def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] |
                 MANIFEST,
             )
         )
+        return False  # the plan is not this dataset's (and may be any size): nothing to pair up
     planned = {t: gen.num_scenes_per_type for t in gen.scenario_types}
     if manifest["scenes_per_type"] != planned:
         report.add(
@@ -483,7 +495,7 @@ def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] |
             Finding("files", f"shards hold {listed[:8]} scenes, the config's layout is {sizes[:8]}", MANIFEST)
         )
     if index_rows is None:
-        return
+        return True
     wrong = 0
     for i, row in enumerate(index_rows):
         if row["scene_id"] != i:
@@ -507,6 +519,7 @@ def _plan_findings(report: Report, gen, manifest: dict, index_rows: list[dict] |
                 )
     if wrong > 5:
         report.add(Finding("index", f"{wrong - 5} more rows disagree with the config's plan", INDEX))
+    return True
 
 
 def _read_json(root: Path, name: str, report: Report, limit: int = MANIFEST_LIMIT):
@@ -535,11 +548,12 @@ def _read_index(root: Path, manifest: dict, report: Report) -> pa.Table | None:
         report.add(Finding("files", "sha256 does not match the manifest", INDEX))
     try:
         index = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        report.add(Finding("files", f"index unreadable: {e}", INDEX))
+        problems = index_problems(index, manifest)
+        ids = index.column("scene_id").to_pylist() if "scene_id" in index.column_names else []
+        index.to_pylist()  # everything later reads it so: a value that does not decode is found here
+    except Exception as e:  # a damaged file can fail anywhere in the reader; report it
+        report.add(Finding("files", f"index unreadable: {type(e).__name__}: {e}", INDEX))
         return None
-    problems = index_problems(index, manifest)
-    ids = index.column("scene_id").to_pylist() if "scene_id" in index.column_names else []
     for row, message in problems:
         report.add(Finding("index", message, INDEX, ids[row] if row is not None and row < len(ids) else None))
     if problems and problems[0][0] is None and problems[0][1].startswith(("columns", "column types")):
@@ -648,6 +662,12 @@ def validate_store(root: Path, report: Report, **kw) -> None:
         return  # nothing else in it can be relied on to find the rest
     for problem in manifest_consistency_problems(manifest):
         report.add(Finding("files", problem, MANIFEST))
+    if manifest.get("units") != UNITS or not isinstance(manifest.get("physworld_version"), str):
+        report.add(
+            Finding(
+                "files", f"units or physworld_version are not what physworld writes (units {UNITS})", MANIFEST
+            )
+        )
     if "manifest_sha256" not in manifest:
         report.add(
             Finding(
@@ -665,8 +685,9 @@ def validate_store(root: Path, report: Report, **kw) -> None:
     gen = _generation_config(manifest["config"], report, MANIFEST)
     expected = None
     frames = None
-    if gen is not None:
-        _plan_findings(report, gen, manifest, index_rows)
+    if gen is not None and manifest.get("engine") != manifest["config"].get("engine"):
+        report.add(Finding("files", "engine differs from the engine its config names", MANIFEST))
+    if gen is not None and _plan_findings(report, gen, manifest, index_rows):
         expected = set(range(gen.num_scenes))
         frames = gen.frames_per_scene + 1
     _check_scenes(
@@ -699,6 +720,16 @@ def _expected_jsonl_files(root: Path, report: Report) -> dict[str, tuple[int, st
         config = _read_json(root, "generation.json", report)
         gen = _generation_config(config, report, "generation.json")
         if gen is None:
+            return None
+        present = sum(1 for _ in root.glob("*/scene_*.jsonl"))
+        if gen.num_scenes > present + 100_000:  # never enumerate an absurd plan
+            report.add(
+                Finding(
+                    "coverage",
+                    f"generation.json promises {gen.num_scenes} scenes; {present} files are here",
+                    "generation.json",
+                )
+            )
             return None
         out = {}
         for i in range(gen.num_scenes):
@@ -768,9 +799,8 @@ def validate_jsonl(root: Path, report: Report, **kw) -> None:
     expected_files = _expected_jsonl_files(root, report)
     gen = None
     if (root / "generation.json").exists():
-        gen = _generation_config(
-            _read_json(root, "generation.json", report), Report("", ""), "generation.json"
-        )
+        quiet = Report("", "")  # its findings were reported by _expected_jsonl_files
+        gen = _generation_config(_read_json(root, "generation.json", quiet), quiet, "generation.json")
     frames = gen.frames_per_scene + 1 if gen is not None else None
     expected = {sid for sid, _ in expected_files.values()} if expected_files is not None else None
     files = sorted(root.glob("*/scene_*.jsonl"))
