@@ -14,7 +14,7 @@ from physworld.data.store import Dataset
 from physworld.data.validate import validate
 from physworld.evaluation.metrics import scene_metrics
 from physworld.evaluation.rollout import baseline_rollout, chaos_floor_rollout, model_rollouts, text_rollouts
-from physworld.recipes.physics_expert import load_physics_expert
+from physworld.models.physics_expert import load_model as load_physics_expert
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "physics_expert" / "tiny.yaml"
