@@ -46,7 +46,7 @@ FAMILIES: dict[str, dict] = {
         "aliases": [],
         "tiny_test": {
             "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
-            "checkpoint": "checkpoints/best.safetensors",
+            "checkpoint": "checkpoints/latest.safetensors",
             "needs": [],
             "context_frames": 3,
         },
@@ -61,7 +61,7 @@ FAMILIES: dict[str, dict] = {
         "aliases": ["scratch"],  # guide 001's name for the model trained from scratch
         "tiny_test": {
             "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
-            "checkpoint": "checkpoints/best.safetensors",
+            "checkpoint": "checkpoints/latest.safetensors",
             "needs": [],
             "context_frames": 3,
         },
