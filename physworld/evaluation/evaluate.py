@@ -29,6 +29,7 @@ from physworld.fileio import atomic_write_json
 HORIZONS = (1, 5, 10, 20)
 CHAOS_EPSILON_PX = 1e-3
 GREEN, BLUE = (40, 160, 60), (40, 90, 210)
+GIF_PANEL_WIDTH = 320  # px per panel (240 high): three panels, 972 x 262 with the header
 CONTEXT_GREY, PREDICTION_ORANGE = (225, 228, 234), (255, 170, 60)
 FORMAT_VERSION = 1
 
@@ -199,8 +200,18 @@ def evaluate(
     _write_predictions(out / "predictions", scenes, predictions, model_name, context_frames)
     if render:
         metrics["gifs"] = write_comparison_gifs(
-            out / "comparison_gifs", scenes, predictions, context_frames=context_frames, progress=progress
+            out / "comparison_gifs",
+            scenes,
+            predictions,
+            width=GIF_PANEL_WIDTH,
+            context_frames=context_frames,
+            progress=progress,
         )
+        metrics["settings"]["comparison_gif"] = {
+            "panels": ["ground truth", "prediction", "overlay"],
+            "width": GIF_PANEL_WIDTH,
+            "context_marked": True,
+        }
     atomic_write_json(out / "metrics.json", _clean(metrics))
     return metrics
 
