@@ -1,7 +1,7 @@
 """Report build time: the Jinja2 + matplotlib report against the string-concatenation + hand-written SVG
 report it replaced, side by side in one run on the same evaluation directories.
 
-    python bench/bench_report.py [--repeats 7] [--models 3] [--old-ref c0537fb]
+    python bench/bench_report.py [--repeats 7] [--models 3] [--old-ref 71cd507]
 
 The old report is read from git (`git show <old-ref>:physworld/evaluation/report.py`, the last commit
 with it) and imported from a temporary file, so both build the same pages in the same process. The
@@ -14,6 +14,9 @@ every type; embedding costs both reports the same). Measured:
           leaderboard of --models evaluations
   cold    a fresh `python -c` that imports the report and renders one evaluation (what
           `physworld report` pays: matplotlib's and jinja2's imports included), median of 3 each
+  GIF     one comparison GIF of a real 30-frame rollout (a billiards scene, 10 context + 20 predicted
+          frames) as `evaluate` writes it: the old two 256 px panels against the new three 320 px
+          panels with the context / prediction strip (evaluation/evaluate.py at --old-ref, the same way)
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-OLD_REF = "c0537fba19b1c7eb3f8357145ca8f0d6d64b5055"  # the last commit with the string-built report
+OLD_REF = "71cd50756229df321542e749ff48306267fae959"  # before issue 10: the string-built report, two-panel GIFs
 HORIZONS, ROLLOUT = [1, 5, 10, 20], 20
 BASELINES = {"constant_position": 1.0, "constant_velocity": 0.6, "ballistic": 0.405, "chaos_floor": 0.002}
 
@@ -120,10 +123,10 @@ def one_gif(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def load_old(ref: str, where: Path):
+def load_old(ref: str, where: Path, module: str = "report"):
     try:
         source = subprocess.run(
-            ["git", "show", f"{ref}:physworld/evaluation/report.py"],
+            ["git", "show", f"{ref}:physworld/evaluation/{module}.py"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -131,13 +134,34 @@ def load_old(ref: str, where: Path):
         ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         sys.exit(f"bench_report: cannot read the old report from git ref {ref} ({e}); run in a git checkout")
-    path = where / "old_report.py"
+    path = where / f"old_{module}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("old_report", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["old_report"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module, path
+    spec = importlib.util.spec_from_file_location(f"old_{module}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[f"old_{module}"] = loaded  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(loaded)
+    return loaded, path
+
+
+def gif_times(ref: str, where: Path, repeats: int) -> tuple[float, float, int, int]:
+    """Median seconds to write one comparison GIF, old layout and new, and the files' sizes."""
+    from physworld.data.generate import make_record
+    from physworld.evaluation import evaluate as new
+
+    old, _ = load_old(ref, where, "evaluate")
+    scene = make_record(0, "billiards", 3, 12345, 30)
+    pred = scene["states"].copy()
+    pred[10:, :, :2] += np.linspace(0, 30, 21)[:, None, None]  # a prediction drifting off
+    calls = {
+        "old": lambda: old.write_comparison_gifs(where / "old_gif", [scene], [pred]),
+        "new": lambda: new.write_comparison_gifs(where / "new_gif", [scene], [pred], context_frames=10),
+    }
+    times = {"old": [], "new": []}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            times[name].append(timed(call))
+    sizes = [(where / f"{k}_gif" / "billiards_cmp.gif").stat().st_size for k in ("old", "new")]
+    return statistics.median(times["old"]), statistics.median(times["new"]), *sizes
 
 
 def timed(fn) -> float:
@@ -194,6 +218,7 @@ def main() -> None:
         o = cold(str(old_path.parent), "old_report", dirs[0], 3)
         n = cold(str(ROOT), "physworld.evaluation.report", dirs[0], 3)
         rows.append(("cold process, one evaluation", o, n, None, None))
+        rows.append(("comparison GIF, one scene", *gif_times(args.old_ref, tmp, args.repeats)))
 
     print(
         f"report build time, old ({args.old_ref[:7]}: strings + hand-written SVG) vs new (Jinja2 + matplotlib)"

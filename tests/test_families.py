@@ -149,7 +149,11 @@ def test_family_trains_evaluates_and_reports(name, data, capsys):
     checkpoint = trained_checkpoint(name, data)
     assert checkpoint_family(checkpoint) == name
     out = data / "eval" / name
-    assert main(evaluate_args(name, checkpoint, data, out)) == 0
+    capsys.readouterr()
+    assert main([a for a in evaluate_args(name, checkpoint, data, out) if a != "--quiet"]) == 0
+    bars = capsys.readouterr().err
+    for stage in ("rollout", "score", "comparison GIFs"):  # every stage of a second or more shows progress
+        assert f"{stage}: 100%" in bars, f"no progress bar for {stage}"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["name"] == name
     assert metrics["dataset"]["seen_types"] == ["pendulum"] and metrics["dataset"]["heldout_types"] == [

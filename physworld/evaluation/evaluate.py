@@ -34,8 +34,8 @@ CONTEXT_GREY, PREDICTION_ORANGE = (225, 228, 234), (255, 170, 60)
 FORMAT_VERSION = 1
 
 
-# Scenes per rollout call: each call is one step of the progress bar; the PhysicsExpert batches the
-# scenes of a call into one graph per step, so larger is faster and smaller reports more often.
+# Scenes per rollout call: each call is one step of the progress bar (any family, through the plain
+# contract). The PhysicsExpert batches a call's scenes into one graph per predicted frame.
 ROLLOUT_CHUNK = 16
 
 
@@ -47,24 +47,26 @@ def load_predictor(model_name: str, checkpoint):
     return load(model_name, checkpoint)
 
 
-def chunked_rollouts(rollout_fn, scenes, context_frames, rollout_frames, progress=True, desc="rollout"):
-    """Call a family's rollout on consecutive chunks of ROLLOUT_CHUNK scenes, a progress bar over the
-    scenes (any family, through the plain contract); the same chunks every time, so it is deterministic."""
+def chunked_rollouts(
+    rollout_fn, scenes, context_frames, rollout_frames, progress=True, desc="rollout", chunk=ROLLOUT_CHUNK
+):
+    """Call a family's rollout on consecutive chunks of `chunk` scenes, a progress bar over the scenes
+    (any family, through the plain contract); the same chunks every time, so it is deterministic."""
     from tqdm.auto import tqdm
 
     predictions, failures = [], []
     with tqdm(total=len(scenes), desc=desc, unit="scene", disable=not progress) as bar:
-        for start in range(0, len(scenes), ROLLOUT_CHUNK):
-            chunk = scenes[start : start + ROLLOUT_CHUNK]
-            preds, fails = rollout_fn(chunk, context_frames, rollout_frames)
-            if len(preds) != len(chunk) or len(fails) != len(chunk):
+        for start in range(0, len(scenes), chunk):
+            chunk_scenes = scenes[start : start + chunk]
+            preds, fails = rollout_fn(chunk_scenes, context_frames, rollout_frames)
+            if len(preds) != len(chunk_scenes) or len(fails) != len(chunk_scenes):
                 raise RuntimeError(
                     f"the model's rollout returned {len(preds)} predictions and {len(fails)} failure counts "
-                    f"for {len(chunk)} scenes (families.py: one of each per scene)"
+                    f"for {len(chunk_scenes)} scenes (families.py: one of each per scene)"
                 )
             predictions += list(preds)
             failures += [int(f) for f in fails]
-            bar.update(len(chunk))
+            bar.update(len(chunk_scenes))
     return predictions, failures
 
 
@@ -116,7 +118,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     from physworld.evaluation.families import entry
 
-    model_name = entry(model_name)["name"]  # an alias (scratch, finetune) becomes the family's name
+    family = entry(model_name)
+    model_name = family["name"]  # an alias (scratch, finetune) becomes the family's name
     rollout_fn, info = load_predictor(model_name, checkpoint)
     seen_types = set(info["train_scenario_types"])
     ds = Dataset(val_dir)
@@ -125,7 +128,12 @@ def evaluate(
 
     t0 = time.perf_counter()
     predictions, parse_failures = chunked_rollouts(
-        rollout_fn, scenes, context_frames, rollout_frames, progress=progress
+        rollout_fn,
+        scenes,
+        context_frames,
+        rollout_frames,
+        progress=progress,
+        chunk=family.get("rollout_chunk", ROLLOUT_CHUNK),
     )
     rollout_seconds = time.perf_counter() - t0
 

@@ -24,6 +24,8 @@ Fields of an entry:
     train       the recipe's name on the command line (`physworld train <train>`)
     recipe_id   the `recipe` its checkpoints carry in their metadata (tells a checkpoint's family)
     aliases     other names `evaluate --model` accepts
+    rollout_chunk  (optional) scenes per rollout call, one progress step each: text families write one
+                frame per scene per call to the model, so small chunks keep the bar moving
     tiny_test   how the registry test trains the tiny preset: overrides ({train_dir}, {output_dir},
                 {tiny_causal_lm} are filled in), the checkpoint it then evaluates (a glob under the
                 output directory), the optional packages it needs, and its evaluation's context frames
@@ -59,6 +61,7 @@ FAMILIES: dict[str, dict] = {
         "train": "gpt",
         "recipe_id": "gpt",
         "aliases": ["scratch"],  # guide 001's name for the model trained from scratch
+        "rollout_chunk": 2,
         "tiny_test": {
             "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
             "checkpoint": "checkpoints/latest.safetensors",
@@ -74,6 +77,7 @@ FAMILIES: dict[str, dict] = {
         "train": "lm-lora",
         "recipe_id": "lm-lora",
         "aliases": ["finetune"],  # guide 001's name for the fine-tuned pretrained LM
+        "rollout_chunk": 2,
         "tiny_test": {
             "overrides": [
                 "model.base_model={tiny_causal_lm}",
