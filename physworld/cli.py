@@ -162,17 +162,17 @@ def cmd_gallery(args) -> int:
     return 0
 
 
-RECIPES = {
-    "physics-expert": "physworld.recipes.physics_expert",
-    "gpt": "physworld.recipes.gpt",
-    "lm-lora": "physworld.recipes.lm_lora",
-}
+def _train_recipes() -> dict[str, str]:
+    """`physworld train <name>` -> recipe module, from the one dict of families."""
+    from physworld.evaluation.families import train_recipes
+
+    return train_recipes()
 
 
 def cmd_train(args) -> int:
     import importlib
 
-    recipe = importlib.import_module(RECIPES[args.recipe])
+    recipe = importlib.import_module(_train_recipes()[args.recipe])
     try:
         summary = recipe.main(args.config, args.overrides, progress=not args.quiet)
     except RuntimeError as e:  # the run stopped itself (e.g. too many non-finite steps); checkpoints are kept
@@ -189,7 +189,9 @@ def cmd_evaluate(args) -> int:
 
     if args.max_scenes_per_type < 1:
         raise UserError(f"--max-scenes-per-type must be at least 1, got {args.max_scenes_per_type}")
-    args.model = {"scratch": "gpt", "finetune": "lm"}.get(args.model, args.model)
+    from physworld.evaluation.families import entry
+
+    args.model = entry(args.model)["name"]  # aliases (scratch, finetune) name their family
     metrics = evaluate(
         args.checkpoint,
         args.val_dir,
@@ -214,12 +216,15 @@ def cmd_evaluate(args) -> int:
 
 def cmd_render_comparison(args) -> int:
     from physworld.data.store import Dataset
-    from physworld.evaluation.evaluate import select_scenes, write_comparison_gifs
-    from physworld.evaluation.rollout import model_rollouts
-    from physworld.recipes.physics_expert import load_physics_expert
+    from physworld.evaluation.evaluate import (
+        chunked_rollouts,
+        load_predictor,
+        select_scenes,
+        write_comparison_gifs,
+    )
     from physworld.worlds.registry import resolve_types
 
-    model, _ = load_physics_expert(args.checkpoint)
+    rollout, _ = load_predictor("physics-expert", args.checkpoint)
     types = set(resolve_types(args.scenario_types))
     scenes = [
         s
@@ -230,8 +235,16 @@ def cmd_render_comparison(args) -> int:
     ]
     if not scenes:
         raise UserError(f"{args.val_dir} has no scenes of types {', '.join(sorted(types))}")
-    preds = model_rollouts(model, scenes, args.context_frames, args.rollout_frames)
-    gifs = write_comparison_gifs(Path(args.output_dir), scenes, preds, fps=args.fps, per_type=args.num_scenes)
+    preds, _ = chunked_rollouts(rollout, scenes, args.context_frames, args.rollout_frames)
+    gifs = write_comparison_gifs(
+        Path(args.output_dir),
+        scenes,
+        preds,
+        fps=args.fps,
+        per_type=args.num_scenes,
+        context_frames=args.context_frames,
+        progress=True,
+    )
     print(
         f"{sum(1 for _ in Path(args.output_dir).glob('*_cmp.gif'))} comparison GIFs of {len(gifs)} types -> "
         f"{args.output_dir}"
@@ -269,6 +282,12 @@ def cmd_list_scenarios(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+
+def _model_choices() -> list[str]:
+    from physworld.evaluation.families import model_choices
+
+    return model_choices()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     tr = verbs.add_parser("train", help="run a training recipe from a YAML config, with key=value overrides")
-    tr.add_argument("recipe", choices=sorted(RECIPES))
+    tr.add_argument("recipe", choices=sorted(_train_recipes()))
     tr.add_argument(
         "--config", required=True, type=Path, help="a YAML preset, e.g. configs/physics_expert/tiny.yaml"
     )
@@ -371,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--model",
         default="physics-expert",
-        choices=["physics-expert", "gpt", "lm", "scratch", "finetune"],
-        help="physics-expert, gpt (alias: scratch, as guide 001 calls it) or lm (alias: finetune)",
+        choices=_model_choices(),
+        help="the model family (physworld/evaluation/families.py); gpt is also called scratch and lm "
+        "finetune, as guide 001 calls them",
     )
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--val-dir", required=True, type=Path)

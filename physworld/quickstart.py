@@ -16,6 +16,7 @@ from pathlib import Path
 
 from physworld.data.generate import GenerateConfig, default_workers, generate
 
+FAMILY = "physics-expert"  # an entry of physworld/evaluation/families.py: trained, then evaluated
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "physics_expert" / "quickstart.yaml"
 TRAIN_SCENES_PER_TYPE = 8
 VAL_SCENES_PER_TYPE = 2
@@ -24,8 +25,8 @@ FRAMES = 120
 
 def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
     from physworld.evaluation.evaluate import evaluate
+    from physworld.evaluation.families import recipe_module
     from physworld.evaluation.report import headline_table, write_report
-    from physworld.recipes import physics_expert
 
     if not CONFIG.exists():
         raise FileNotFoundError(
@@ -59,7 +60,7 @@ def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
         progress=progress,
     )
     t_data = time.perf_counter()
-    summary = physics_expert.main(
+    summary = recipe_module(FAMILY).main(
         str(CONFIG),
         [
             f"data.train_dir={train_dir}",
@@ -75,6 +76,7 @@ def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
         checkpoint,
         val_dir,
         out / "eval",
+        model_name=FAMILY,
         context_frames=10,
         rollout_frames=20,
         label="PhysicsExpert (quickstart)",

@@ -14,7 +14,7 @@ from physworld.data.store import Dataset
 from physworld.data.validate import validate
 from physworld.evaluation.metrics import scene_metrics
 from physworld.evaluation.rollout import baseline_rollout, chaos_floor_rollout, model_rollouts, text_rollouts
-from physworld.recipes.physics_expert import load_physics_expert
+from physworld.models.physics_expert import load_model as load_physics_expert
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "physics_expert" / "tiny.yaml"
@@ -193,6 +193,41 @@ def test_evaluate_writes_metrics_predictions_gifs_and_report(trained, capsys):
     assert validate(out / "predictions", check_physics=False).ok  # predictions are a dataset like any other
     html = (out / "report.html").read_text()
     assert "data:image/gif;base64" in html and "held-out" in html.lower()
+    assert "both overlaid" in html and "scenes per type</dt><dd>1 (at most 1 asked for)" in html
+
+
+def test_comparison_gifs_mark_where_the_prediction_begins(trained, tmp_path):
+    """Issue 9: three panels (truth, prediction, overlay) of 320 x 240, and a header strip grey on the
+    context frames and orange on the predicted ones, so the switch is visible on the frame it happens."""
+    from PIL import Image
+
+    from physworld.evaluation.evaluate import (
+        CONTEXT_GREY,
+        PREDICTION_ORANGE,
+        comparison_frames,
+        write_comparison_gifs,
+    )
+
+    scene = Dataset(trained / "val").scene(0)
+    pred = scene["states"][:8].copy()
+    pred[5:, :, :2] += 40.0  # a visible error after a context of 5
+    frames = comparison_frames(scene, pred, context_frames=5)
+    assert frames.shape == (8, 22 + 240, 3 * 320 + 2 * 6, 3)
+    header = frames[:, 2, -3]  # the strip's right end, clear of the text
+    assert (header[:5] == CONTEXT_GREY).all() and (header[5:] == PREDICTION_ORANGE).all()
+    truth_panel, pred_panel, overlay = (frames[:, 22:, k * 326 + 4 : k * 326 + 316] for k in range(3))
+
+    def drawn(panel):  # pixels that are not the empty background
+        return (panel != (250, 250, 250)).any(-1)
+
+    assert np.array_equal(drawn(truth_panel[:5]), drawn(pred_panel[:5]))  # context: the same picture
+    assert not np.array_equal(drawn(truth_panel[7]), drawn(pred_panel[7]))  # then the error shows
+    # the overlay holds both the truth's green and the prediction's blue
+    colours = {tuple(c) for c in overlay[7].reshape(-1, 3)}
+    assert (40, 160, 60) in colours and (40, 90, 210) in colours
+    written = write_comparison_gifs(tmp_path, [scene], [pred], context_frames=5)
+    with Image.open(tmp_path / Path(written[scene["scenario_type"]]).name) as gif:
+        assert gif.size == (972, 262) and gif.n_frames == 8
 
 
 def test_render_comparison_and_errors(trained, capsys):

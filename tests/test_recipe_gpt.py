@@ -13,6 +13,7 @@ import torch
 from physworld.cli import main
 from physworld.data import text
 from physworld.data.generate import GenerateConfig, generate
+from physworld.models import gpt as gpt_model
 from physworld.recipes import gpt as recipe
 from physworld.training.checkpoint import load_checkpoint
 from physworld.training.config import load_config
@@ -87,7 +88,7 @@ def test_examples_fit_the_block_and_mask_only_the_predicted_frame(data):
     whole = recipe.Examples(prepared, tok, whole_sequence=True)
     assert whole.batch([0])[2].sum() > mask[0].sum()
     # Evaluation's rule for fitting a prompt is the one these examples were cut by.
-    fits = recipe.gpt_prompt_fits(SimpleNamespace(config=SimpleNamespace(block_size=560)), tok)
+    fits = gpt_model.gpt_prompt_fits(SimpleNamespace(config=SimpleNamespace(block_size=560)), tok)
     for i in range(x.shape[0]):
         ids = [int(x[i, 0]), *y[i].tolist()]  # <bos> prompt completion <eos> <pad>...
         ids = ids[: ids.index(tok.eos_id) + 1]
@@ -185,7 +186,7 @@ def test_text_generation_stays_inside_the_block():
     with torch.no_grad():
         model.lm_head.weight.normal_()  # an untrained model that never says <eos>: the budget decides
         model.lm_head.weight[tok.eos_id] = -1e3
-    generate = recipe.gpt_text_generator(model, tok)
+    generate = gpt_model.gpt_text_generator(model, tok)
     short, full, over = "a" * 40, "b" * 64, "c" * 80  # <bos> + 40 = 41 tokens leave 24 new ones
     outs = generate([short, full, over], [100, 100, 100])
     assert [len(o) for o in outs] == [24, 0, 0]

@@ -259,22 +259,36 @@ def test_seen_and_heldout_sections(page):
     assert "Seen types (2 types, 5 scenes)" in page and "Held-out types (1 type, 2 scenes)" in page
     # two error-vs-horizon plots, a line per method, log scale (errors span 0.002 .. 20 px)
     plots = section(page, "plots", "types")
-    assert plots.count("<svg") == 2 and plots.count("<polyline") == 10 and "log scale" in plots
+    assert plots.count("<svg") == 2 and len(series_paths(plots)) == 10 and "log scale" in plots
     assert "Energy drift" in page and "static penetration" in page
 
 
+def series_paths(svg: str) -> list[str]:
+    """The path data of each plotted series (matplotlib groups a line under the id "...-series<i>")."""
+    return re.findall(r'<g id="[^"]*-series\d+">\s*<path d="([^"]*)"', svg)
+
+
+def series_dots(svg: str) -> int:
+    return sum(
+        g.count("<use") for g in re.findall(r'<g id="[^"]*-series\d+-dots">(.*?)</g>\s*</g>', svg, re.S)
+    )
+
+
 def test_plot_scales_and_gaps():
-    # values within a factor 20: linear axis from 0; a NaN breaks the line into two polylines
+    # values within a factor 20: linear axis from 0; a NaN breaks the line into two pieces
     svg = svg_line_plot(
         [Series("a & b", [1.0, 2.0, float("nan"), 4.0, 5.0], "#123456")], "t <1>", marks=[1, 5]
     )
-    assert "log scale" not in svg and svg.count("<polyline") == 2 and ">0</text>" in svg
-    assert "a &amp; b" in svg and "t &lt;1&gt;" in svg and svg.count("<circle") == 2
+    (path,) = series_paths(svg)
+    assert "log scale" not in svg and path.count("M ") == 2 and ">0</text>" in svg
+    assert "a &amp; b" in svg and "t &lt;1&gt;" in svg and series_dots(svg) == 2  # the marked horizons
+    assert not re.search(r"https?://|url\(|<\?xml|DOCTYPE", svg)  # an element for the page, no references
     # one horizon only: a single point; no data at all: a sentence instead of an empty plot
-    assert "<circle" in svg_line_plot([Series("m", [3.0], "#000")], "one")
+    assert series_dots(svg_line_plot([Series("m", [3.0], "#000")], "one")) == 1
     assert "no error-versus-horizon data" in svg_line_plot([Series("m", [None, None], "#000")], "none")
     log = svg_line_plot([Series("m", [0.001, 0.1, 10.0], "#000")], "log")
     assert "log scale" in log and ">0.001</text>" in log and ">10</text>" in log
+    assert svg_line_plot([Series("m", [0.001, 0.1, 10.0], "#000")], "log") == log  # deterministic
 
 
 def test_gifs_are_embedded_with_captions(eval_dir, page):
@@ -315,7 +329,7 @@ def test_strings_from_metrics_are_escaped(tmp_path):
     html = render_report([d])
     assert "<script" not in html and "<img src=x" not in html and "<b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "runs/&quot;x&quot;&amp;&lt;b&gt;" in html
+    assert "runs/&#34;x&#34;&amp;&lt;b&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
 
 
@@ -398,7 +412,7 @@ def test_leaderboard_ranks_models_and_baselines(tmp_path):
     assert not re.search(r"https?://", html)
     # plots: a line per model plus the four baselines, for seen and held-out
     plots = section(html, "plots", "models")
-    assert plots.count("<svg") == 2 and plots.count("<polyline") == 12
+    assert plots.count("<svg") == 2 and len(series_paths(plots)) == 12
     # each model's section, collapsed, with unique anchors
     assert html.count('<details class="model"') == 2
     assert 'id="m1-headline-seen"' in html and 'id="m2-headline-seen"' in html
@@ -565,6 +579,81 @@ def test_page_renders_in_headless_chromium(tmp_path):
         found = re.search(r"images loaded (\d+) of (\d+)", r.stdout)
         assert found, f"the probe did not run: {r.stderr[-2000:]}"
         assert (int(found[1]), int(found[2])) == (expected, expected)
+
+
+LAYOUT_CHECK = """<script>
+window.addEventListener("load", function () {
+  var cut = [], cells = document.querySelectorAll("table.types td.verdict, table.types th.verdict");
+  cells.forEach(function (c) {
+    var box = c.closest(".scroll").getBoundingClientRect(), r = c.getBoundingClientRect();
+    if (r.right > box.right + 0.5 || r.right > document.documentElement.clientWidth + 0.5) cut.push(c.textContent);
+  });
+  var scrolled = Array.prototype.filter.call(document.querySelectorAll(".scroll"), function (s) {
+    return s.scrollWidth > s.clientWidth + 1; }).length;
+  var d = document.createElement("div");
+  d.id = "layout-check";
+  d.textContent = "verdict cells " + cells.length + " cut " + cut.length + " scrolled " + scrolled + " width " +
+    document.documentElement.clientWidth;
+  document.body.appendChild(d);
+});
+</script>
+"""
+
+
+def wide_type_table(tmp_path: Path) -> Path:
+    """An evaluation of every scenario type where the best baseline has the longest name (constant
+    velocity) and the model loses to it: the widest per-type table the report draws."""
+    from physworld.worlds.registry import HELDOUT, SCENARIOS
+
+    d = make_eval_dir(tmp_path, "wide", label="PhysicsExpert (quickstart, a long label)")
+    m = json.loads((d / "metrics.json").read_text())
+    template = m["per_type"]["billiards"]
+    m["per_type"] = {}
+    for t in sorted(SCENARIOS):
+        entry = copy.deepcopy(template)
+        entry["split"] = "heldout" if t in HELDOUT else "seen"
+        entry["model"] = method_row(0.7)
+        entry["constant_velocity"] = method_row(0.123456)
+        m["per_type"][t] = entry
+    m["gifs"] = {}
+    (d / "metrics.json").write_text(json.dumps(m))
+    return d
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed (apt-get install -y chromium)")
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_per_type_verdicts_are_not_cut_off(tmp_path, width):
+    """Issue 9: at 1400 and 1920 px the per-type table's verdict column was cut off. Screenshot the
+    page at that width, and measure in the browser that every verdict cell lies inside its table's box
+    and the window, with no table scrolled sideways."""
+    from PIL import Image
+
+    browser = find_chromium()
+    page = write_report([wide_type_table(tmp_path)], tmp_path / "wide.html")
+    shot = tmp_path / f"shot{width}.png"
+    r = run_chromium(browser, tmp_path, f"--screenshot={shot}", f"--window-size={width},1600", page.as_uri())
+    assert shot.exists(), f"no screenshot: {r.stderr[-2000:]}"
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    assert pixels.shape[:2] == (1600, width) and pixels.std() > 10
+    probe = tmp_path / "probe.html"
+    html = page.read_text(encoding="utf-8")
+    probe.write_text(
+        html.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("</body>", LAYOUT_CHECK + "</body>"),
+        encoding="utf-8",
+    )
+    r = run_chromium(
+        browser,
+        tmp_path,
+        f"--window-size={width},1600",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    )
+    found = re.search(r"verdict cells (\d+) cut (\d+) scrolled (\d+) width (\d+)", r.stdout)
+    assert found, f"the probe did not run: {r.stderr[-2000:]}"
+    cells, cut, scrolled, seen_width = map(int, found.groups())
+    assert seen_width > width - 40, f"the window was {seen_width} px wide, not {width}"
+    assert cells == 2 + 35 and cut == 0 and scrolled == 0, found[0]
 
 
 def test_fixture_follows_the_documented_format():

@@ -3,7 +3,8 @@
 Writes into the output directory:
     metrics.json            docs/METRICS.md: per type, per split (seen / held-out), per method
     predictions/            the model's rollouts as a dataset store (validate and render them)
-    comparison_gifs/        <type>_cmp.gif: ground truth left (green), prediction right (blue)
+    comparison_gifs/        <type>_cmp.gif: ground truth (green) | prediction (blue) | both overlaid,
+                            under a header marking context frames (grey) and predicted ones (orange)
 Seen and held-out types come from the training dataset's types recorded in the checkpoint.
 """
 
@@ -22,43 +23,51 @@ from physworld.evaluation.rollout import (
     BASELINES,
     baseline_rollout,
     chaos_floor_rollout,
-    model_rollouts,
-    text_rollouts,
 )
 from physworld.fileio import atomic_write_json
 
 HORIZONS = (1, 5, 10, 20)
 CHAOS_EPSILON_PX = 1e-3
 GREEN, BLUE = (40, 160, 60), (40, 90, 210)
+GIF_PANEL_WIDTH = 320  # px per panel (240 high): three panels, 972 x 262 with the header
+CONTEXT_GREY, PREDICTION_ORANGE = (225, 228, 234), (255, 170, 60)
 FORMAT_VERSION = 1
 
 
-MODELS = ("physics-expert", "gpt", "lm")
+# Scenes per rollout call: each call is one step of the progress bar (any family, through the plain
+# contract). The PhysicsExpert batches a call's scenes into one graph per predicted frame.
+ROLLOUT_CHUNK = 16
 
 
 def load_predictor(model_name: str, checkpoint):
-    """(rollout(scenes, context, rollout) -> (predictions, parse failures per scene), run info)."""
-    if model_name == "physics-expert":
-        from physworld.recipes.physics_expert import load_physics_expert
+    """(rollout(scenes, context, rollout) -> (predictions, parse failures per scene), run info) of the
+    family `model_name` (physworld/evaluation/families.py: the contract; no recipe is imported)."""
+    from physworld.evaluation.families import load_predictor as load
 
-        model, info = load_physics_expert(checkpoint)
-        return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
-    if model_name == "gpt":
-        from physworld.recipes.gpt import gpt_prompt_fits, gpt_text_generator, load_gpt
+    return load(model_name, checkpoint)
 
-        model, tokenizer, info = load_gpt(checkpoint)
-        generate, fits = gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer)
-    elif model_name == "lm":
-        from physworld.recipes.lm_lora import load_for_evaluation
 
-        generate, fits, info = load_for_evaluation(checkpoint)
-    else:
-        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {model_name!r}")
-    return (
-        lambda scenes, c, r: text_rollouts(
-            generate, scenes, c, r, fmt=info["fmt"], context_frames=info["context_frames"], prompt_fits=fits
-        )
-    ), info
+def chunked_rollouts(
+    rollout_fn, scenes, context_frames, rollout_frames, progress=True, desc="rollout", chunk=ROLLOUT_CHUNK
+):
+    """Call a family's rollout on consecutive chunks of `chunk` scenes, a progress bar over the scenes
+    (any family, through the plain contract); the same chunks every time, so it is deterministic."""
+    from tqdm.auto import tqdm
+
+    predictions, failures = [], []
+    with tqdm(total=len(scenes), desc=desc, unit="scene", disable=not progress) as bar:
+        for start in range(0, len(scenes), chunk):
+            chunk_scenes = scenes[start : start + chunk]
+            preds, fails = rollout_fn(chunk_scenes, context_frames, rollout_frames)
+            if len(preds) != len(chunk_scenes) or len(fails) != len(chunk_scenes):
+                raise RuntimeError(
+                    f"the model's rollout returned {len(preds)} predictions and {len(fails)} failure counts "
+                    f"for {len(chunk_scenes)} scenes (families.py: one of each per scene)"
+                )
+            predictions += list(preds)
+            failures += [int(f) for f in fails]
+            bar.update(len(chunk_scenes))
+    return predictions, failures
 
 
 def select_scenes(ds: Dataset, max_per_type: int, min_frames: int) -> list[dict]:
@@ -107,6 +116,10 @@ def evaluate(
         raise ValueError("--context-frames and --rollout-frames must be at least 1")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from physworld.evaluation.families import entry
+
+    family = entry(model_name)
+    model_name = family["name"]  # an alias (scratch, finetune) becomes the family's name
     rollout_fn, info = load_predictor(model_name, checkpoint)
     seen_types = set(info["train_scenario_types"])
     ds = Dataset(val_dir)
@@ -114,7 +127,14 @@ def evaluate(
     horizons = [h for h in HORIZONS if h <= rollout_frames]
 
     t0 = time.perf_counter()
-    predictions, parse_failures = rollout_fn(scenes, context_frames, rollout_frames)
+    predictions, parse_failures = chunked_rollouts(
+        rollout_fn,
+        scenes,
+        context_frames,
+        rollout_frames,
+        progress=progress,
+        chunk=family.get("rollout_chunk", ROLLOUT_CHUNK),
+    )
     rollout_seconds = time.perf_counter() - t0
 
     results = defaultdict(lambda: defaultdict(list))  # type -> method -> [scene metrics]
@@ -187,7 +207,19 @@ def evaluate(
 
     _write_predictions(out / "predictions", scenes, predictions, model_name, context_frames)
     if render:
-        metrics["gifs"] = write_comparison_gifs(out / "comparison_gifs", scenes, predictions)
+        metrics["gifs"] = write_comparison_gifs(
+            out / "comparison_gifs",
+            scenes,
+            predictions,
+            width=GIF_PANEL_WIDTH,
+            context_frames=context_frames,
+            progress=progress,
+        )
+        metrics["settings"]["comparison_gif"] = {
+            "panels": ["ground truth", "prediction", "overlay"],
+            "width": GIF_PANEL_WIDTH,
+            "context_marked": True,
+        }
     atomic_write_json(out / "metrics.json", _clean(metrics))
     return metrics
 
@@ -212,26 +244,90 @@ def _write_predictions(root: Path, scenes, predictions, model_name: str, context
     )
 
 
+def comparison_frames(scene: dict, pred: np.ndarray, context_frames: int, width: int = 320) -> np.ndarray:
+    """The frames of one comparison animation, uint8 [F, H, W, 3]: three panels, ground truth (green),
+    prediction (blue) and both overlaid (truth green, prediction blue on top, where they overlap a mix),
+    under a header that says, on every frame, whether it is context (ground truth given to the model;
+    grey) or prediction (the model's own, frame k of R; orange, with an orange border on the panels
+    the model drew)."""
+    from PIL import Image, ImageDraw
+
+    from physworld.data.render import render_frames
+
+    n = pred.shape[0]
+    truth = scene["states"][:n]
+    green = np.tile(GREEN, (truth.shape[1], 1))
+    blue = np.tile(BLUE, (truth.shape[1], 1))
+    left, truth_mask = render_frames(scene["spec"], truth, width=width, palette=green)
+    right, pred_mask = render_frames(scene["spec"], pred, width=width, palette=blue)
+    pred_body, truth_body = pred_mask > 0, truth_mask > 0
+    overlay = left.copy()
+    overlay[pred_body] = right[pred_body]
+    both = pred_body & truth_body
+    overlay[both] = ((left[both].astype(np.uint16) + right[both]) // 2).astype(np.uint8)
+
+    f, h, w = left.shape[:3]
+    gap, header, border = 6, 22, 3
+    canvas = np.full((f, header + h, 3 * w + 2 * gap, 3), 255, dtype=np.uint8)
+    rollout = n - context_frames
+    for k in range(f):
+        predicted = k >= context_frames
+        accent = CONTEXT_GREY if not predicted else PREDICTION_ORANGE
+        canvas[k, :header] = accent
+        for p, panel in enumerate((left[k], right[k], overlay[k])):
+            x = p * (w + gap)
+            canvas[k, header:, x : x + w] = panel
+            if predicted and p > 0:  # the panels the model drew, framed while it predicts
+                for edge in (
+                    (slice(header, header + border), slice(x, x + w)),
+                    (slice(header + h - border, header + h), slice(x, x + w)),
+                    (slice(header, header + h), slice(x, x + border)),
+                    (slice(header, header + h), slice(x + w - border, x + w)),
+                ):
+                    canvas[k][edge] = PREDICTION_ORANGE
+    titles = (f"{scene['scenario_type']}: ground truth", "prediction", "overlay: truth + prediction")
+    out = np.empty_like(canvas)
+    for k in range(f):
+        image = Image.fromarray(canvas[k])
+        draw = ImageDraw.Draw(image)
+        phase = (
+            f"context {k + 1}/{context_frames} (given)"
+            if k < context_frames
+            else f"PREDICTED {k + 1 - context_frames}/{rollout}"
+        )
+        for p, title in enumerate(titles):
+            draw.text((p * (w + gap) + 5, 5), f"{title} | {phase}" if p == 0 else title, fill=(20, 20, 20))
+        out[k] = np.asarray(image)
+    return out
+
+
 def write_comparison_gifs(
-    out_dir: Path, scenes, predictions, fps: float = 15, width: int = 256, per_type: int = 1
+    out_dir: Path,
+    scenes,
+    predictions,
+    fps: float = 15,
+    width: int = 320,
+    per_type: int = 1,
+    *,
+    context_frames: int,
+    progress: bool = False,
 ) -> dict[str, str]:
-    """Side-by-side GIFs from real rollouts: ground truth left in green, prediction right in blue."""
-    from physworld.data.render import label, render_frames, side_by_side, write_gif
+    """Comparison GIFs from real rollouts (comparison_frames: truth | prediction | overlay, the context
+    and the predicted frames marked), `per_type` scenes of each type."""
+    from tqdm.auto import tqdm
+
+    from physworld.data.render import write_gif
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, counts = {}, defaultdict(int)
+    chosen, counts = [], defaultdict(int)
     for scene, pred in zip(scenes, predictions, strict=True):
+        if counts[scene["scenario_type"]] < per_type:
+            counts[scene["scenario_type"]] += 1
+            chosen.append((scene, pred))
+    written = {}
+    for scene, pred in tqdm(chosen, desc="comparison GIFs", unit="gif", disable=not progress):
         t = scene["scenario_type"]
-        if counts[t] >= per_type:
-            continue
-        counts[t] += 1
-        n = pred.shape[0]
-        truth = scene["states"][:n]
-        green = np.tile(GREEN, (truth.shape[1], 1))
-        blue = np.tile(BLUE, (truth.shape[1], 1))
-        left, _ = render_frames(scene["spec"], truth, width=width, palette=green)
-        right, _ = render_frames(scene["spec"], pred, width=width, palette=blue)
-        frames = side_by_side(label(left, f"{t}: ground truth"), label(right, "prediction"))
+        frames = comparison_frames(scene, pred, context_frames, width=width)
         name = f"{t}_cmp.gif" if per_type == 1 else f"{t}_{scene['scene_id']}_cmp.gif"
         write_gif(out_dir / name, frames, fps=fps)
         written.setdefault(t, f"{out_dir.name}/{name}")

@@ -5,8 +5,8 @@
     write_report([Path("runs/eval/a"), Path("runs/eval/b")], Path("board.html"))   # a leaderboard
 
 Each directory holds the metrics.json described in docs/METRICS.md and, beside it, the comparison
-GIFs the evaluator renders (comparison_gifs/<type>_cmp.gif: ground truth left in green, prediction
-right in blue).
+GIFs the evaluator renders (comparison_gifs/<type>_cmp.gif: ground truth, prediction and both overlaid,
+the context and the predicted frames marked).
 
 One directory gives a page for that evaluation: what was evaluated (model, checkpoint, dataset,
 settings), a verdict sentence per split computed from the numbers (the model "loses" to a baseline
@@ -21,22 +21,32 @@ model, then each model's own section (collapsed). The directories must share val
 and the rollout settings (ValueError otherwise); baselines come from the first evaluation and are
 checked to be the same in the others (a warning, and a notice on the page, when they are not).
 
-Design. The page needs nothing outside itself: inline CSS, no script, plots as hand-written inline
-SVG (no plotting dependency, crisp at any zoom, text selectable), GIFs as base64 data URIs, and a
-Content-Security-Policy that forbids any request other than data: images, so a stray reference
-would fail visibly instead of leaking a request. Output is deterministic (no timestamps, fixed
-number formatting, input order or sorted names): the same inputs give the same bytes. Every string
-taken from metrics.json is HTML-escaped. The file is written atomically (temporary file beside it,
-then os.replace).
+How it is built. Python decides everything that is a judgement (verdicts, the best cell of a column,
+wins and losses, rankings) into plain dicts; Jinja2 templates (templates/*.html.j2, autoescaped, so
+every string taken from metrics.json is HTML-escaped) lay them out; matplotlib draws the plots as
+inline SVG (Agg-free SVG canvas, text kept as text, no timestamps). A model section is a list of
+sections, SECTIONS: a family that is not a trajectory predictor (a captioner, a parser, a policy)
+adds its own entry (an id, a title, a template and a function from the evaluation to the template's
+values, or None when the evaluation has nothing for it) without touching the others.
+
+The page needs nothing outside itself: inline CSS, no script, inline SVG plots, GIFs as base64 data
+URIs, and a Content-Security-Policy that forbids any request other than data: images, so a stray
+reference would fail visibly instead of leaking a request. Output is deterministic (no timestamps,
+fixed number formatting, input order or sorted names): the same inputs give the same bytes. The file
+is written atomically (temporary file beside it, then os.replace).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import html
+import io
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -58,72 +68,19 @@ METHOD_NAMES = {
     "ballistic": "ballistic",
     "chaos_floor": "chaos floor",
 }
-# (colour, SVG dash pattern, line width) per method; models are solid, baselines dashed, the floor dotted
+# (colour, matplotlib dash pattern, line width) per method; models solid, baselines dashed, the floor dotted
 METHOD_STYLE = {
-    "model": ("#1f5fbf", "", 2.6),
-    "constant_position": ("#d98400", "7 4", 1.7),
-    "constant_velocity": ("#2a9d4b", "7 4", 1.7),
-    "ballistic": ("#8e44ad", "7 4", 1.7),
-    "chaos_floor": ("#444444", "2 3", 1.7),
+    "model": ("#1f5fbf", "-", 2.2),
+    "constant_position": ("#d98400", (0, (5, 3)), 1.4),
+    "constant_velocity": ("#2a9d4b", (0, (5, 3)), 1.4),
+    "ballistic": ("#8e44ad", (0, (5, 3)), 1.4),
+    "chaos_floor": ("#444444", (0, (1.5, 2)), 1.4),
 }
-OTHER_STYLE = ("#888888", "4 2", 1.5)
+OTHER_STYLE = ("#888888", (0, (3, 1.5)), 1.2)
 MODEL_PALETTE = ("#1f5fbf", "#d62728", "#0f9aa8", "#8c564b", "#e377c2", "#7f7f00", "#000080", "#b8860b")
 
 # The page may load data: images and use its own inline style, nothing else (no script, no request).
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-CSS = """
-:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dee7; --bg: #ffffff; --panel: #f5f7fa;
-        --win: #1e7b3a; --winbg: #e7f5ec; --loss: #b3261e; --lossbg: #fdecea; --model: #eef4fd; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 64px; }
-h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 21px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
-h3 { font-size: 17px; margin: 22px 0 8px; }
-p.sub, .muted { color: var(--muted); }
-nav { margin: 12px 0 4px; font-size: 14px; }
-nav a { margin-right: 14px; color: #1f5fbf; text-decoration: none; }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; margin: 12px 0;
-          background: var(--panel); padding: 12px 16px; border-radius: 6px; }
-dl.meta dt { color: var(--muted); }
-dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-ul.verdicts { list-style: none; padding: 0; margin: 12px 0; }
-ul.verdicts li { padding: 8px 12px; margin: 6px 0; border-left: 5px solid var(--line); background: var(--panel);
-                 border-radius: 0 6px 6px 0; }
-ul.verdicts li.loss { border-color: var(--loss); background: var(--lossbg); }
-ul.verdicts li.win { border-color: var(--win); background: var(--winbg); }
-.notice { padding: 8px 12px; margin: 10px 0; border-left: 5px solid #c77c00; background: #fff5e0;
-          border-radius: 0 6px 6px 0; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid var(--line); }
-th { background: var(--panel); font-weight: 600; text-align: center; }
-td.l { white-space: nowrap; }
-td.split { background: #fff !important; font-style: normal !important; color: var(--fg) !important; }
-th.l, td.l { text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.model td { background: var(--model); }
-tr.floor td { color: var(--muted); font-style: italic; }
-td.loss { color: var(--loss); font-weight: 600; }
-td.win { color: var(--win); font-weight: 600; }
-.plots { display: flex; flex-wrap: wrap; gap: 18px; }
-figure.plot { margin: 0; }
-figure.plot svg { max-width: 100%; height: auto; background: #fff; border: 1px solid var(--line); border-radius: 6px; }
-svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: #333; }
-.gifs { display: flex; flex-wrap: wrap; gap: 18px; }
-figure.gif { margin: 0; padding: 8px; background: var(--panel); border-radius: 6px; }
-figure.gif img { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
-figure.gif figcaption { font-size: 13px; margin-top: 4px; }
-.key { font-size: 13px; color: var(--muted); }
-.key .gt { color: #1e8a3a; font-weight: 600; } .key .pred { color: #1f5fbf; font-weight: 600; }
-details.model { margin: 18px 0; border: 1px solid var(--line); border-radius: 8px; padding: 0 16px; }
-details.model > summary { cursor: pointer; padding: 12px 0; font-size: 18px; font-weight: 600; }
-details.model[open] > summary { border-bottom: 1px solid var(--line); }
-footer { margin-top: 40px; font-size: 13px; color: var(--muted); }
-"""
 
 
 # ---------------------------------------------------------------- loading
@@ -366,17 +323,7 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
     return " ".join(sentences), kind
 
 
-# ---------------------------------------------------------------- SVG plots
-
-
-def _nice_step(raw: float) -> float:
-    if raw <= 0 or not math.isfinite(raw):
-        return 1.0
-    p = 10 ** math.floor(math.log10(raw))
-    for k in (1, 2, 2.5, 5, 10):
-        if raw <= k * p:
-            return k * p
-    return 10 * p
+# ---------------------------------------------------------------- plots (matplotlib, inline SVG)
 
 
 def _tick_label(v: float, step: float | None = None) -> str:
@@ -384,7 +331,7 @@ def _tick_label(v: float, step: float | None = None) -> str:
         return f"{v:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}"
     if abs(v) >= 1 and float(v).is_integer():
         return f"{int(round(v)):,}"
-    return f"{v:g}"
+    return f"{float(f'{v:.6g}'):g}"
 
 
 @dataclass
@@ -392,114 +339,125 @@ class Series:
     name: str
     values: list
     color: str
-    dash: str = ""
+    dash: object = "-"  # a matplotlib linestyle: "-", or (offset, (on, off, ...)) in points
     width: float = 2.0
 
 
+# matplotlib settings for the report's plots: SVG text stays text (selectable, small), ids are derived
+# from a fixed salt (the same inputs give the same bytes), fonts as the page's.
+PLOT_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "physworld-report",
+    "font.family": "sans-serif",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.edgecolor": "#888888",
+    "axes.grid": True,
+    "grid.color": "#e6e9ef",
+    "xtick.color": "#555555",
+    "ytick.color": "#555555",
+}
+# What an inline SVG does without: the XML prolog, doctype and metadata, and the clip paths (every line
+# lies inside its axes' limits, and a url(#...) reference would look like a request to a reader
+# checking the page for them)
+_SVG_NOISE = re.compile(
+    r'<\?xml[^>]*>\s*|<!DOCTYPE[^>]*>\s*|<metadata>.*?</metadata>\s*|\s*clip-path="url\(#[^)]*\)"'
+    r"|<clipPath .*?</clipPath>\s*",
+    re.S,
+)
+
+
 def svg_line_plot(series: list[Series], title: str, marks=(), ylabel: str = "position error (px)") -> str:
-    """An inline SVG line plot of error against horizon (x = 1 .. len(values)); log y when the
-    values span more than a factor 20 and are all positive. Non-finite points break the line."""
+    """An inline SVG line plot (matplotlib) of error against horizon (x = 1 .. len(values)); log y
+    when the values span more than a factor 20 and are all positive. Non-finite points break the
+    line; a point alone between gaps, and the values at `marks` (the reported horizons), get a dot.
+    Each series is a group with id "<plot>-series<i>" (its name as the tooltip)."""
     finite = [float(v) for s in series for v in s.values if _finite(v)]
     n = max((len(s.values) for s in series), default=0)
     if not finite or n == 0:
         return f'<p class="muted">{_e(title)}: no error-versus-horizon data.</p>'
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
     log = min(finite) > 0 and max(finite) / min(finite) > 20
-    pw, ph, left, top, right = 410, 250, 60, 34, 14
-    legend_top, legend_rows = top + ph + 58, (len(series) + 1) // 2  # legend below, in two columns
-    width, height = left + pw + right, legend_top + 18 * legend_rows
-    if log:
-        lo, hi = math.floor(math.log10(min(finite))), math.ceil(math.log10(max(finite)))
-        hi = hi if hi > lo else lo + 1
-
-        def ymap(v):
-            return top + ph - (math.log10(v) - lo) / (hi - lo) * ph
-
-        yticks = []
-        for k in range(lo, hi + 1):
-            yticks.append((10.0**k, True))
-            if hi - lo <= 2 and k < hi:
-                yticks += [(2 * 10.0**k, False), (5 * 10.0**k, False)]
-        ytick_labels = [(v, _tick_label(float(f"{v:.6g}"))) for v, _ in yticks]
-    else:
-        ymin = min(0.0, min(finite))
-        step = _nice_step((max(finite) - ymin) / 5 or 1.0)
-        ymax = math.ceil(max(finite) / step) * step or step
-        ymin = math.floor(ymin / step) * step
-
-        def ymap(v):
-            return top + ph - (v - ymin) / (ymax - ymin) * ph
-
-        count = int(round((ymax - ymin) / step))
-        ytick_labels = [(ymin + i * step, _tick_label(ymin + i * step, step)) for i in range(count + 1)]
-    x0, x1 = (0.5, 1.5) if n == 1 else (1.0, float(n))
-
-    def xmap(x):
-        return left + (x - x0) / (x1 - x0) * pw
-
-    xstep = next(k * 10**p for p in range(9) for k in (1, 2, 5) if k * 10**p >= n / 6)
-    xticks = sorted({1, *range(xstep, n + 1, xstep)})  # 1, 5, 10, 15, 20 for 20 frames
-    out = [
-        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(title)}">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{left}" y="20" style="font-weight:600;font-size:13px">{_e(title)}</text>',
-    ]
-    for v, text in ytick_labels:
-        y = ymap(v)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e6e9ef"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(text)}</text>')
-    for x in xticks:
-        px = xmap(x)
-        out.append(f'<line x1="{px:.1f}" y1="{top + ph}" x2="{px:.1f}" y2="{top + ph + 4}" stroke="#555"/>')
-        out.append(f'<text x="{px:.1f}" y="{top + ph + 17}" text-anchor="middle">{x}</text>')
-    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
-    out.append(
-        f'<text x="{left + pw / 2:.1f}" y="{top + ph + 38}" text-anchor="middle">'
-        "horizon (predicted frame)</text>"
-    )
-    ylab = ylabel + (", log scale" if log else "")
-    out.append(
-        f'<text transform="translate(14 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
-        f"{_e(ylab)}</text>"
-    )
-    marks = [h for h in marks if 1 <= h <= n]
-    for s in series:
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        out.append(f"<g><title>{_e(s.name)}</title>")
-        segment: list[str] = []
-        points = list(enumerate(s.values, start=1)) + [(None, None)]
-        for x, v in points:
-            ok = x is not None and _finite(v) and (not log or float(v) > 0)
-            if ok:
-                segment.append(f"{xmap(x):.1f},{ymap(float(v)):.1f}")
-                continue
-            if len(segment) > 1:
-                out.append(
-                    f'<polyline points="{" ".join(segment)}" fill="none" stroke="{s.color}" '
-                    f'stroke-width="{s.width}"{dash} stroke-linejoin="round"/>'
-                )
-            elif len(segment) == 1:
-                cx, cy = segment[0].split(",")
-                out.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{s.color}"/>')
-            segment = []
-        for h in marks:
-            if h <= len(s.values) and _finite(s.values[h - 1]) and (not log or float(s.values[h - 1]) > 0):
-                out.append(
-                    f'<circle cx="{xmap(h):.1f}" cy="{ymap(float(s.values[h - 1])):.1f}" r="2.6" '
-                    f'fill="{s.color}"/>'
-                )
-        out.append("</g>")
-    for i, s in enumerate(series):
-        lx, y = 14 + (i % 2) * (width // 2), legend_top + 18 * (i // 2)
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        name = s.name if len(s.name) <= 30 else s.name[:29] + "…"
-        out.append(
-            f'<line x1="{lx}" y1="{y}" x2="{lx + 26}" y2="{y}" stroke="{s.color}" '
-            f'stroke-width="{s.width}"{dash}/>'
+    with matplotlib.rc_context(PLOT_RC):
+        # Fixed margins rather than a layout engine (constrained layout measures every text twice and
+        # doubled the time of a plot): the legend, two columns, goes in the band below the axes.
+        rows = (len(series) + 1) // 2
+        height = 3.0 + 0.2 * rows  # inches
+        fig = Figure(figsize=(5.4, height))
+        FigureCanvasSVG(fig)
+        bottom = (0.55 + 0.2 * rows) / height
+        ax = fig.add_axes((0.12, bottom, 0.85, 1 - bottom - 0.3 / height))
+        marks = [h for h in marks if 1 <= h <= n]
+        for i, s in enumerate(series):
+            y = [float(v) if _finite(v) and (not log or float(v) > 0) else math.nan for v in s.values]
+            x = list(range(1, len(y) + 1))
+            (line,) = ax.plot(x, y, color=s.color, linestyle=s.dash, linewidth=s.width, label=s.name)
+            alone = [
+                k
+                for k in range(len(y))
+                if math.isfinite(y[k])
+                and (k == 0 or not math.isfinite(y[k - 1]))
+                and (k == len(y) - 1 or not math.isfinite(y[k + 1]))
+            ]
+            dots = sorted({*alone, *(h - 1 for h in marks if h <= len(y) and math.isfinite(y[h - 1]))})
+            (points,) = ax.plot(
+                [x[k] for k in dots], [y[k] for k in dots], "o", color=s.color, markersize=3.2
+            )
+            line.set_gid(f"series{i}")
+            points.set_gid(f"series{i}-dots")
+        if log:
+            lo, hi = math.floor(math.log10(min(finite))), math.ceil(math.log10(max(finite)))
+            ax.set_yscale("log")
+            ax.set_ylim(10.0**lo, 10.0 ** max(hi, lo + 1))
+            # decades, and 2 and 5 between them when there are few; no minor ticks (each costs a text)
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if hi - lo <= 2 else (1.0,)))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_label(v)))
+        else:
+            ax.set_ylim(bottom=min(0.0, min(finite)))
+        ax.set_xlim(0.5, 1.5) if n == 1 else ax.set_xlim(1, n)
+        step = next(k * 10**p for p in range(9) for k in (1, 2, 5) if k * 10**p >= n / 6)
+        ax.set_xticks(sorted({1, *range(step, n + 1, step)}))  # 1, 5, 10, 15, 20 for 20 frames
+        ax.set_title(title, loc="left")
+        ax.set_xlabel("horizon (predicted frame)")
+        ax.set_ylabel(ylabel + (", log scale" if log else ""))
+        fig.legend(
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=2,
+            frameon=False,
+            fontsize=8.5,
+            handlelength=2.6,
         )
-        out.append(f'<text x="{lx + 32}" y="{y + 4}"><title>{_e(s.name)}</title>{_e(name)}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return _inline_svg(buf.getvalue(), title)
+
+
+def _inline_svg(svg: str, title: str) -> str:
+    """matplotlib's SVG document as an element to put inside HTML: no XML prolog, doctype or
+    metadata, no namespace URLs (the HTML parser puts inline <svg> in the SVG namespace itself), its
+    ids given a prefix unique on the page, and scalable to its container."""
+    svg = _SVG_NOISE.sub("", svg)
+    prefix = "p" + hashlib.sha1(svg.encode()).hexdigest()[:8] + "-"  # the same plot, the same ids
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)
+    svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
+    svg = re.sub(r"(url\(#|href=\"#)", lambda m: m[1] + prefix, svg)
+    svg = re.sub(
+        r'<svg width="([\d.]+)pt" height="([\d.]+)pt"',
+        lambda m: (
+            f'<svg role="img" aria-label="{_e(title)}" width="{float(m[1]) * 4 / 3:.0f}" '
+            f'height="{float(m[2]) * 4 / 3:.0f}"'
+        ),
+        svg,
+        count=1,
+    )
+    return svg.strip()
 
 
 # ---------------------------------------------------------------- one evaluation
@@ -539,36 +497,42 @@ def _eval_dir(p: Path) -> Path:
     return p.parent if p.suffix == ".json" and not p.is_dir() else p
 
 
-def _meta(ev: _Eval) -> str:
-    m, ds, st = ev.metrics["model"], ev.metrics["dataset"], ev.metrics["settings"]
-    seen, held = ds.get("seen_types") or [], ds.get("heldout_types") or []
-
-    def types(ts):
-        return ", ".join(_e(t) for t in ts) if ts else '<span class="muted">none</span>'
-
-    rows = [
-        ("model", f'{_e(ev.label)} <span class="muted">({_e(m.get("name", "?"))})</span>'),
-        ("checkpoint", f"<code>{_e(m.get('checkpoint', '—'))}</code>"),
-        (
-            "dataset",
-            f"<code>{_e(ds.get('val_dir', '—'))}</code>, {_e(fmt_count(ds.get('num_scenes')))} scenes",
-        ),
-        (
-            "rollout",
-            f"{_e(st.get('context_frames', '?'))} context frames (ground truth), then "
-            f"{_e(st.get('rollout_frames', '?'))} predicted frames; horizons "
-            f"{', '.join(_e(h) for h in ev.horizons)}",
-        ),
-        ("scenes per type", f"at most {_e(st.get('max_scenes_per_type', '—'))}"),
-        ("chaos floor", f"initial positions perturbed by {_e(st.get('chaos_epsilon_px', '—'))} px"),
-        (f"seen types ({len(seen)})", types(seen)),
-        (f"held-out types ({len(held)})", types(held)),
+def _scenes_per_type(ev: _Eval) -> str:
+    """How many scenes each type really had ("2", "1 to 3"), and the cap that was asked for."""
+    counts = [
+        int(n)
+        for t in ev.per_type().values()
+        if isinstance(t, dict)
+        for n in [_num(t.get("num_scenes"))]
+        if n
     ]
+    cap = ev.metrics["settings"].get("max_scenes_per_type")
+    asked = f" (at most {fmt_count(cap)} asked for)" if _num(cap) is not None else ""
+    if not counts:
+        return "—" + asked
+    lo, hi = min(counts), max(counts)
+    return (fmt_count(lo) if lo == hi else f"{fmt_count(lo)} to {fmt_count(hi)}") + asked
+
+
+def _meta(ev: _Eval) -> dict:
+    m, ds, st = ev.metrics["model"], ev.metrics["dataset"], ev.metrics["settings"]
     fps = (ev.metrics.get("timing") or {}).get("rollout_frames_per_s")
-    if fps is not None:
-        rows.append(("rollout speed", f"{_e(fmt(fps))} frames/s"))
-    rows.append(("evaluation directory", f"<code>{_e(ev.path)}</code>"))
-    return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+    return {
+        "label": ev.label,
+        "name": m.get("name", "?"),
+        "checkpoint": m.get("checkpoint", "—"),
+        "val_dir": ds.get("val_dir", "—"),
+        "num_scenes": ds.get("num_scenes"),
+        "context_frames": st.get("context_frames", "?"),
+        "rollout_frames": st.get("rollout_frames", "?"),
+        "horizons": ev.horizons,
+        "scenes_per_type": _scenes_per_type(ev),
+        "chaos_epsilon_px": st.get("chaos_epsilon_px", "—"),
+        "seen_types": ds.get("seen_types") or [],
+        "heldout_types": ds.get("heldout_types") or [],
+        "rollout_fps": fps,
+        "path": str(ev.path),
+    }
 
 
 def _split_scenes(ev: _Eval, split: str) -> str:
@@ -584,16 +548,13 @@ def _split_scenes(ev: _Eval, split: str) -> str:
     return f" ({ntypes} type{'s' if ntypes != 1 else ''}, {fmt_count(n)} scenes)"
 
 
-def _verdicts_html(ev: _Eval, subject: str = "the model") -> str:
-    items = []
+def _verdicts(ev: _Eval, subject: str = "the model") -> list[dict]:
+    out = []
     for split in SPLITS:
-        if not ev.agg(split):
-            continue
-        text, kind = verdict(ev.metrics, split, subject)
-        items.append(f'<li class="{kind}">{_e(text)}</li>')
-    if not items:
-        return '<p class="notice">metrics.json has no aggregate numbers.</p>'
-    return '<ul class="verdicts">' + "".join(items) + "</ul>"
+        if ev.agg(split):
+            text, kind = verdict(ev.metrics, split, subject)
+            out.append({"text": text, "kind": kind})
+    return out
 
 
 def _best_cells(values: dict[str, object], methods: list[str]) -> set[str]:
@@ -605,75 +566,56 @@ def _best_cells(values: dict[str, object], methods: list[str]) -> set[str]:
     return {m for m, v in cands if v == best}
 
 
-def _num_cell(v, bold: bool = False, cls: str = "") -> str:
-    text = _e(fmt(v))
-    return f'<td class="n{(" " + cls) if cls else ""}">{f"<strong>{text}</strong>" if bold else text}</td>'
+def _row_class(method: str) -> str:
+    return "model" if method == MODEL else "floor" if method == FLOOR else ""
 
 
-def _headline_table(ev: _Eval, split: str) -> str:
-    agg = ev.agg(split)
+def _headline(ev: _Eval) -> list[dict]:
     keys = [str(h) for h in ev.horizons] + ["all"]
     metrics = [("position_error_px", "position error (px)"), ("position_mse_px2", "position MSE (px²)")]
-    head1 = (
-        '<tr><th class="l" rowspan="2">method</th>'
-        + "".join(f'<th colspan="{len(keys)}">{label}</th>' for _, label in metrics)
-        + "</tr>"
-    )
-    head2 = (
-        "<tr>"
-        + "".join(f"<th>{'h=' + _e(k) if k != 'all' else 'full rollout'}</th>" for _ in metrics for k in keys)
-        + "</tr>"
-    )
-    best = {
-        (metric, k): _best_cells({m: _value(agg.get(m), metric, k) for m in ev.methods}, ev.methods)
-        for metric, _ in metrics
-        for k in keys
-    }
-    rows = []
-    for m in ev.methods:
-        cls = "model" if m == MODEL else "floor" if m == FLOOR else ""
-        name = _e(ev.name(m))
-        cells = "".join(
-            _num_cell(_value(agg.get(m), metric, k), m in best[(metric, k)])
-            for metric, _ in metrics
-            for k in keys
-        )
-        rows.append(f'<tr class="{cls}"><td class="l">{name}</td>{cells}</tr>')
-    return f'<div class="scroll"><table>{head1}{head2}{"".join(rows)}</table></div>'
-
-
-def _headline(ev: _Eval) -> str:
-    parts = []
+    out = []
     for split in SPLITS:
-        parts.append(
-            f'<h3 id="{ev.prefix}headline-{split}">{SPLIT_TITLE[split]}{_e(_split_scenes(ev, split))}</h3>'
-        )
-        if not ev.agg(split):
-            parts.append(f'<p class="muted">No {SPLIT_SHORT[split]} scenes in this evaluation.</p>')
-            continue
-        parts.append(_headline_table(ev, split))
-    return "\n".join(parts)
+        agg = ev.agg(split)
+        table = None
+        if agg:
+            best = {
+                (metric, k): _best_cells({m: _value(agg.get(m), metric, k) for m in ev.methods}, ev.methods)
+                for metric, _ in metrics
+                for k in keys
+            }
+            table = {
+                "groups": [label for _, label in metrics],
+                "keys": keys,
+                "rows": [
+                    {
+                        "name": ev.name(m),
+                        "cls": _row_class(m),
+                        "cells": [
+                            {"v": _value(agg.get(m), metric, k), "bold": m in best[(metric, k)]}
+                            for metric, _ in metrics
+                            for k in keys
+                        ],
+                    }
+                    for m in ev.methods
+                ],
+            }
+        out.append({"split": split, "title": SPLIT_TITLE[split] + _split_scenes(ev, split), "table": table})
+    return out
 
 
-def _type_table(ev: _Eval, names: list[str]) -> str:
+def _type_rows(ev: _Eval, names: list[str]) -> dict:
+    """One row per type: the model, the best baseline and the chaos floor at the largest horizon and
+    over the rollout, and who wins at the largest horizon."""
     top = ev.top
     baselines = [m for m in ev.methods if m not in (MODEL, FLOOR)]
-    head = (
-        '<tr><th class="l" rowspan="2">scenario type</th><th rowspan="2">split</th>'
-        '<th rowspan="2">scenes</th>'
-        f'<th colspan="3">position error at horizon {_e(top)} (px)</th>'
-        '<th colspan="3">position error over the full rollout (px)</th>'
-        f'<th class="l" rowspan="2">at horizon {_e(top)}</th></tr>'
-        "<tr>" + "<th>model</th><th>best baseline</th><th>chaos floor</th>" * 2 + "</tr>"
-    )
     rows, wins, losses = [], 0, []
     for t in names:
         entry = ev.per_type()[t]
-        cells, verdict_cell = [], ""
         unscored = no_score(
             int(_num((entry.get(MODEL) or {}).get("parse_failures")) or 0),
             int(entry.get("num_scenes") or 0) * int(ev.metrics["settings"]["rollout_frames"]),
         )
+        cells, outcome = [], None
         for key in (top, "all"):
             mv = _value(entry.get(MODEL), "position_error_px", key)
             base = sorted(
@@ -690,37 +632,39 @@ def _type_table(ev: _Eval, names: list[str]) -> str:
                 cls = "loss" if lost else "tie" if _num(mv) == float(bv) else "win"
             else:
                 bn, bv, cls, lost = None, None, "", False
-            cells.append(_num_cell(mv, cls=cls))
             cells.append(
-                f'<td class="n">{_e(fmt(bv))}'
-                f"{f' <span class=muted>({_e(method_name(bn))})</span>' if bn else ''}</td>"
+                {
+                    "model": mv,
+                    "cls": cls,
+                    "baseline": bv,
+                    "baseline_name": method_name(bn) if bn else None,
+                    "floor": _value(entry.get(FLOOR), "position_error_px", key),
+                }
             )
-            cells.append(f'<td class="n">{_e(fmt(_value(entry.get(FLOOR), "position_error_px", key)))}</td>')
             if key == top:
                 if unscored:  # every frame had bodies moved by the constant-velocity fallback
                     losses.append(t)
-                    verdict_cell = '<td class="l loss">no frame parsed in full: no score</td>'
+                    outcome = ("loss", "no frame parsed in full: no score")
                 elif not cls:
-                    verdict_cell = '<td class="l muted">no comparison</td>'
+                    outcome = ("muted", "no comparison")
                 elif lost:
                     losses.append(t)
-                    verdict_cell = f'<td class="l loss">loses to {_e(method_name(bn))}</td>'
+                    outcome = ("loss", f"loses to {method_name(bn)}")
                 elif cls == "tie":
-                    verdict_cell = f'<td class="l">ties with {_e(method_name(bn))}</td>'
+                    outcome = ("", f"ties with {method_name(bn)}")
                 else:
                     wins += 1
-                    verdict_cell = '<td class="l win">beats every baseline</td>'
+                    outcome = ("win", "beats every baseline")
         rows.append(
-            f'<tr><td class="l">{_e(t)}</td><td>{_e(SPLIT_SHORT.get(entry.get("split"), entry.get("split")))}'
-            f'</td><td class="n">{_e(fmt_count(entry.get("num_scenes")))}</td>{"".join(cells)}{verdict_cell}</tr>'
+            {
+                "type": t,
+                "split": SPLIT_SHORT.get(entry.get("split"), entry.get("split")),
+                "scenes": entry.get("num_scenes"),
+                "cells": cells,
+                "outcome": {"cls": outcome[0], "text": outcome[1]},
+            }
         )
-    summary = (
-        f"<p>The model beats every baseline at horizon {_e(top)} on {wins} of {len(names)} "
-        f"type{'s' if len(names) != 1 else ''}"
-        + (f"; it loses to a baseline on {_e(', '.join(losses))}" if losses else "")
-        + ".</p>"
-    )
-    return summary + f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return {"top": top, "rows": rows, "wins": wins, "losses": losses, "count": len(names)}
 
 
 def _types_by_split(ev: _Eval) -> list[tuple[str, list[str]]]:
@@ -734,19 +678,23 @@ def _types_by_split(ev: _Eval) -> list[tuple[str, list[str]]]:
     return [(s, sorted(groups[s])) for s in order]
 
 
-def _per_type(ev: _Eval) -> str:
+def _per_type(ev: _Eval) -> list[dict]:
     groups = dict(_types_by_split(ev))
-    parts = []
+    out = []
     for split in ("seen", "heldout"):
-        parts.append(f'<h3 id="{ev.prefix}types-{split}">{SPLIT_TITLE[split]}</h3>')
-        parts.append(
-            _type_table(ev, groups.pop(split))
-            if split in groups
-            else f'<p class="muted">No {SPLIT_SHORT[split]} types in this evaluation.</p>'
+        out.append(
+            {
+                "id": f"types-{split}",
+                "title": SPLIT_TITLE[split],
+                "empty": f"No {SPLIT_SHORT[split]} types in this evaluation.",
+                "table": _type_rows(ev, groups.pop(split)) if split in groups else None,
+            }
         )
     for split, names in groups.items():
-        parts.append(f"<h3>Types with split {_e(split)}</h3>" + _type_table(ev, names))
-    return "\n".join(parts)
+        out.append(
+            {"id": None, "title": f"Types with split {split}", "empty": "", "table": _type_rows(ev, names)}
+        )
+    return out
 
 
 def _method_series(ev: _Eval, split: str, skip=()) -> list[Series]:
@@ -759,48 +707,28 @@ def _method_series(ev: _Eval, split: str, skip=()) -> list[Series]:
     return out
 
 
-def _plots(ev: _Eval) -> str:
-    figs = []
-    for split in PLOT_SPLITS:
-        title = f"{SPLIT_TITLE[split]}: position error vs horizon"
-        figs.append(
-            f'<figure class="plot">{svg_line_plot(_method_series(ev, split), title, ev.horizons)}</figure>'
+def _plots(ev: _Eval) -> list[str]:
+    return [
+        svg_line_plot(
+            _method_series(ev, split), f"{SPLIT_TITLE[split]}: position error vs horizon", ev.horizons
         )
-    return '<div class="plots">' + "".join(figs) + "</div>"
+        for split in PLOT_SPLITS
+    ]
 
 
-def _plausibility(ev: _Eval) -> str:
-    head = (
-        '<tr><th class="l">split</th><th class="l">method</th><th>energy drift</th>'
-        "<th>penetration (px)</th><th>static penetration (px)</th><th>parse failures</th></tr>"
-    )
-    rows = []
+def _plausibility(ev: _Eval) -> list[dict]:
+    groups = []
     for split in SPLITS:
         agg = ev.agg(split)
-        if not agg:
-            continue
-        methods = [m for m in ev.methods if isinstance(agg.get(m), dict)]
-        for i, m in enumerate(methods):
-            r = agg[m]
-            cls = "model" if m == MODEL else "floor" if m == FLOOR else ""
-            split_cell = (
-                f'<td class="l split" rowspan="{len(methods)}">{SPLIT_SHORT[split]}</td>' if i == 0 else ""
+        methods = [m for m in ev.methods if isinstance(agg.get(m), dict)] if agg else []
+        if methods:
+            groups.append(
+                {
+                    "split": SPLIT_SHORT[split],
+                    "rows": [{"name": ev.name(m), "cls": _row_class(m), **agg[m]} for m in methods],
+                }
             )
-            rows.append(
-                f'<tr class="{cls}">{split_cell}<td class="l">{_e(ev.name(m))}</td>'
-                f'<td class="n">{_e(fmt_pct(r.get("energy_drift")))}</td>'
-                f"{_num_cell(r.get('penetration_px'))}{_num_cell(r.get('static_penetration_px'))}"
-                f'<td class="n">{_e(fmt_count(r.get("parse_failures")))}</td></tr>'
-            )
-    if not rows:
-        return '<p class="muted">No aggregate numbers.</p>'
-    note = (
-        '<p class="key">Energy drift: |E(last predicted frame) − E(last context frame)| / |E(last context '
-        "frame)|, mean over scenes. Penetration: deepest overlap between two bodies (static: between a body "
-        "and static geometry) over the predicted frames, mean over scenes. The chaos floor row is a "
-        "re-simulation, so its drift and penetration are the simulator's own.</p>"
-    )
-    return note + f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return groups
 
 
 def _gif_dims(data: bytes) -> tuple[int, int] | None:
@@ -818,79 +746,78 @@ def _gif_paths(ev: _Eval) -> dict[str, str]:
     return {p.name[: -len("_cmp.gif")]: f"comparison_gifs/{p.name}" for p in found}
 
 
-def _gifs(ev: _Eval) -> str:
+def _gifs(ev: _Eval) -> dict:
+    """The comparison GIFs as data URIs (seen types first), each with its caption, or a notice naming
+    the file that could not be read."""
     paths = _gif_paths(ev)
-    if not paths:
-        return '<p class="muted">No comparison GIFs in this evaluation.</p>'
     split_of = {t: str(e.get("split")) for t, e in ev.per_type().items() if isinstance(e, dict)}
     rank = {"seen": 0, "heldout": 1}
-    figs = []
+    figures = []
     for t in sorted(paths, key=lambda t: (rank.get(split_of.get(t, ""), 2), t)):
         rel = paths[t]
         path = Path(rel) if os.path.isabs(rel) else ev.path / rel
-        split = SPLIT_SHORT.get(split_of.get(t, ""), split_of.get(t, ""))
-        caption = f"<strong>{_e(t)}</strong>" + (f" · {_e(split)}" if split else "")
+        figure = {"type": t, "split": SPLIT_SHORT.get(split_of.get(t, ""), split_of.get(t, ""))}
         try:
             data = path.read_bytes()
         except OSError as e:
-            msg = f"comparison GIF for {t} not readable: {path} ({e.strerror or e})"
-            ev.notices.append(msg)
-            warnings.warn(msg, stacklevel=4)
-            figs.append(
-                f'<figure class="gif"><p class="notice">{_e(msg)}</p><figcaption>{caption}</figcaption></figure>'
-            )
-            continue
-        dims = _gif_dims(data)
-        if dims is None:
-            msg = f"comparison GIF for {t} is not a GIF file: {path}"
-            ev.notices.append(msg)
-            warnings.warn(msg, stacklevel=4)
-            figs.append(
-                f'<figure class="gif"><p class="notice">{_e(msg)}</p><figcaption>{caption}</figcaption></figure>'
-            )
-            continue
-        w, h = dims
-        scale = max(1, min(3, 420 // max(1, w)))  # small renders are shown up to 3x, pixels kept sharp
-        uri = "data:image/gif;base64," + base64.b64encode(data).decode("ascii")
-        figs.append(
-            f'<figure class="gif"><img src="{uri}" width="{w * scale}" height="{h * scale}" '
-            f'alt="{_e(f"ground truth and prediction for {t}")}"><figcaption>{caption}</figcaption></figure>'
-        )
-    key = (
-        '<p class="key">Each animation: <span class="gt">ground truth left (green)</span>, '
-        '<span class="pred">prediction right (blue)</span>.</p>'
-    )
-    return key + '<div class="gifs">' + "".join(figs) + "</div>"
+            figure["error"] = f"comparison GIF for {t} not readable: {path} ({e.strerror or e})"
+        else:
+            dims = _gif_dims(data)
+            if dims is None:
+                figure["error"] = f"comparison GIF for {t} is not a GIF file: {path}"
+            else:
+                w, h = dims
+                scale = max(
+                    1, min(3, 420 // max(1, w))
+                )  # small renders are shown up to 3x, pixels kept sharp
+                figure.update(
+                    uri="data:image/gif;base64," + base64.b64encode(data).decode("ascii"),
+                    width=w * scale,
+                    height=h * scale,
+                )
+        if "error" in figure:
+            ev.notices.append(figure["error"])
+            warnings.warn(figure["error"], stacklevel=5)
+        figures.append(figure)
+    layout = ev.metrics["settings"].get("comparison_gif") or {}
+    return {
+        "figures": figures,
+        "three_panels": layout.get("panels") == ["ground truth", "prediction", "overlay"],
+    }
 
 
-def _model_section(ev: _Eval, heading: int = 2) -> str:
+# The sections of one evaluation, in page order: (id, title, template, values(ev) -> dict | None).
+# A family that is not a trajectory predictor appends its own (values returning None where an
+# evaluation has nothing for it, so the section and its link are left out).
+SECTIONS: list[dict] = [
+    {"id": "headline", "title": "Headline results", "nav": "Headline", "template": "headline.html.j2",
+     "values": lambda ev: {"splits": _headline(ev)}},
+    {"id": "plots", "title": "Error versus horizon", "nav": "Error vs horizon", "template": "plots.html.j2",
+     "values": lambda ev: {"plots": _plots(ev)}},
+    {"id": "types", "title": "Per scenario type", "nav": "Per type", "template": "types.html.j2",
+     "values": lambda ev: {"groups": _per_type(ev)}},
+    {"id": "plausibility", "title": "Physical plausibility", "nav": "Plausibility",
+     "template": "plausibility.html.j2", "values": lambda ev: {"groups": _plausibility(ev)}},
+    {"id": "gifs", "title": "Comparison GIFs", "nav": "GIFs", "template": "gifs.html.j2", "values": _gifs},
+]  # fmt: skip
+
+
+def _model_section(ev: _Eval, heading: int = 2) -> dict:
     """Everything about one evaluation (the body of a single-model page, a section of a leaderboard)."""
-    h = f"h{heading}"
-    gifs = _gifs(ev)  # first, so that its notices show at the top
-    notices = "".join(f'<p class="notice">{_e(n)}</p>' for n in ev.notices)
-    return "\n".join(
-        [
-            _meta(ev),
-            notices,
-            _verdicts_html(ev),
-            f'<{h} id="{ev.prefix}headline">Headline results</{h}>',
-            '<p class="key">Position error: mean distance between predicted and true body centres (px); '
-            "position MSE: mean squared error per coordinate (px²). Horizon h is the h-th predicted frame. "
-            "Bold: the best method in each column, the chaos floor aside (two simulations of the same scene "
-            "diverging from a tiny perturbation: no model can be expected to beat it). —: no value (null "
-            "in metrics.json, which the evaluator writes for a diverged rollout; a model's null counts as a "
-            "loss).</p>",
-            _headline(ev),
-            f'<{h} id="{ev.prefix}plots">Error versus horizon</{h}>',
-            _plots(ev),
-            f'<{h} id="{ev.prefix}types">Per scenario type</{h}>',
-            _per_type(ev),
-            f'<{h} id="{ev.prefix}plausibility">Physical plausibility</{h}>',
-            _plausibility(ev),
-            f'<{h} id="{ev.prefix}gifs">Comparison GIFs</{h}>',
-            gifs,
-        ]
-    )
+    sections = []
+    for section in SECTIONS:
+        values = section["values"](ev)
+        if values is not None:
+            sections.append({**section, "values": values})
+    return {
+        "ev": ev,
+        "meta": _meta(ev),
+        "notices": list(ev.notices),  # after the sections: reading the GIFs may add some
+        "verdicts": _verdicts(ev),
+        "heading": heading,
+        "prefix": ev.prefix,
+        "sections": sections,
+    }
 
 
 # ---------------------------------------------------------------- several evaluations
@@ -982,7 +909,7 @@ def _same_splits(evals: list[_Eval]) -> bool:
     return all(key(ev) == key(evals[0]) for ev in evals[1:])
 
 
-def _leaderboard_table(evals: list[_Eval], split: str) -> str:
+def _leaderboard_table(evals: list[_Eval], split: str) -> dict:
     first, top = evals[0], evals[0].top
     cols = [
         ("position_error_px", top, f"position error h={top} (px)"),
@@ -1008,33 +935,37 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
     for metric, key, _ in cols:
         vals = [_num(_value(r, metric, key)) for _, _, r in entries if _finite(_value(r, metric, key))]
         best[(metric, key)] = min(vals) if vals else None
-    head = (
-        '<tr><th>rank</th><th class="l">method</th><th class="l">kind</th>'
-        + "".join(f"<th>{_e(c)}</th>" for _, _, c in cols)
-        + "</tr>"
-    )
     rows, rank, prev = [], 0, object()
     for i, (name, kind, row) in enumerate(ranked):
         k = _rank_key(_value(row, *cols[0][:2]))
         if k != prev:
             rank, prev = i + 1, k
-        cells = "".join(
-            _num_cell(
-                _value(row, metric, key),
-                _finite(_value(row, metric, key)) and _num(_value(row, metric, key)) == best[(metric, key)],
-            )
-            for metric, key, _ in cols
-        )
         rows.append(
-            f'<tr class="{"model" if kind.startswith("model") else ""}"><td class="n">{rank if k[0] < 2 else "—"}</td>'
-            f'<td class="l">{_e(name)}</td><td class="l">{kind}</td>{cells}</tr>'
+            {
+                "rank": rank if k[0] < 2 else None,
+                "name": name,
+                "kind": kind,
+                "cls": "model" if kind.startswith("model") else "",
+                "cells": [
+                    {
+                        "v": _value(row, metric, key),
+                        "bold": _finite(_value(row, metric, key))
+                        and _num(_value(row, metric, key)) == best[(metric, key)],
+                    }
+                    for metric, key, _ in cols
+                ],
+            }
         )
     if FLOOR in first.methods:
         row = first.agg(split).get(FLOOR)
-        cells = "".join(_num_cell(_value(row, metric, key)) for metric, key, _ in cols)
         rows.append(
-            f'<tr class="floor"><td class="n">—</td><td class="l">chaos floor</td>'
-            f'<td class="l">floor, not ranked</td>{cells}</tr>'
+            {
+                "rank": None,
+                "name": "chaos floor",
+                "kind": "floor, not ranked",
+                "cls": "floor",
+                "cells": [{"v": _value(row, metric, key), "bold": False} for metric, key, _ in cols],
+            }
         )
     # one sentence: who is best, and which models lose to the best baseline
     base = [
@@ -1042,7 +973,7 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
         for n, kind, r in entries
         if kind == "baseline" and _finite(_value(r, *cols[0][:2]))
     ]
-    words = []
+    words, losers = [], []
     if ranked and _rank_key(_value(ranked[0][2], *cols[0][:2]))[0] == 0:
         n0, kind0, r0 = ranked[0]
         words.append(
@@ -1065,27 +996,38 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> str:
         else:
             words.append(f"Every model beats the best baseline, {bn} ({fmt(bv)} px).")
     kind = "loss" if base and losers else "win" if base else "none"
-    sentence = f'<ul class="verdicts"><li class="{kind}">{_e(" ".join(words))}</li></ul>' if words else ""
-    return sentence + f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return {
+        "columns": [c for _, _, c in cols],
+        "rows": rows,
+        "sentence": {"text": " ".join(words), "kind": kind} if words else None,
+    }
 
 
-def _leaderboard_plots(evals: list[_Eval], splits) -> str:
+def _leaderboard_plots(evals: list[_Eval], splits) -> list[str]:
     first, figs = evals[0], []
     for split in splits:
         series = []
         for i, ev in enumerate(evals):
             values = ((ev.metrics.get("error_vs_horizon") or {}).get(split) or {}).get(MODEL)
             if isinstance(values, list):
-                series.append(Series(ev.label, values, MODEL_PALETTE[i % len(MODEL_PALETTE)], "", 2.4))
+                series.append(Series(ev.label, values, MODEL_PALETTE[i % len(MODEL_PALETTE)], "-", 2.0))
         series += _method_series(first, split, skip=(MODEL,))
-        title = f"{SPLIT_TITLE[split]}: position error vs horizon"
-        figs.append(f'<figure class="plot">{svg_line_plot(series, title, first.horizons)}</figure>')
-    return '<div class="plots">' + "".join(figs) + "</div>"
+        figs.append(svg_line_plot(series, f"{SPLIT_TITLE[split]}: position error vs horizon", first.horizons))
+    return figs
 
 
-def _leaderboard(evals: list[_Eval], notices: list[str]) -> str:
+def _model_tag(ev: _Eval) -> str:
+    kinds = {s: verdict(ev.metrics, s)[1] for s in SPLITS if ev.agg(s)}
+    lost = [SPLIT_SHORT[s] for s, k in kinds.items() if k == "loss"]
+    if lost:
+        return f"loses to a baseline ({', '.join(lost)})"
+    if kinds and all(k == "win" for k in kinds.values()):
+        return "beats every baseline"
+    return "ties a baseline" if "tie" in kinds.values() else ""
+
+
+def _leaderboard(evals: list[_Eval], notices: list[str]) -> dict:
     first = evals[0]
-    ds, st = first.metrics["dataset"], first.metrics["settings"]
     same_splits = _same_splits(evals)
     if not same_splits:
         notices.append(
@@ -1094,72 +1036,48 @@ def _leaderboard(evals: list[_Eval], notices: list[str]) -> str:
             "Each model's own section keeps its split."
         )
     splits = SPLITS if same_splits else ("all",)
-    listing = "".join(
-        f'<tr><td class="l"><a href="#{ev.prefix}section">{_e(ev.label)}</a></td>'
-        f'<td class="l"><code>{_e(ev.metrics["model"].get("checkpoint", "—"))}</code></td>'
-        f'<td class="l"><code>{_e(ev.path)}</code></td></tr>'
-        for ev in evals
-    )
-    parts = [
-        '<dl class="meta">'
-        f"<dt>dataset</dt><dd><code>{_e(ds.get('val_dir'))}</code>, {_e(fmt_count(ds.get('num_scenes')))} scenes</dd>"
-        f"<dt>rollout</dt><dd>{_e(st.get('context_frames'))} context frames, {_e(st.get('rollout_frames'))} "
-        f"predicted frames; ranked by position error at horizon {_e(first.top)}</dd>"
-        f"<dt>baselines</dt><dd>from <code>{_e(first.path)}</code></dd></dl>",
-        "".join(f'<p class="notice">{_e(n)}</p>' for n in notices),
-        '<div class="scroll"><table><tr><th class="l">model</th><th class="l">checkpoint</th>'
-        f'<th class="l">evaluation directory</th></tr>{listing}</table></div>',
-        '<h2 id="ranking">Ranking</h2>',
-    ]
+    ranking = []
     for split in splits:
-        parts.append(f'<h3 id="ranking-{split}">{SPLIT_TITLE[split]}{_e(_split_scenes(first, split))}</h3>')
-        if not any(ev.agg(split) for ev in evals):
-            parts.append(f'<p class="muted">No {SPLIT_SHORT[split]} scenes.</p>')
-            continue
-        parts.append(_leaderboard_table(evals, split))
-    parts.append('<h2 id="plots">Error versus horizon</h2>')
-    parts.append(
-        _leaderboard_plots(evals, [s for s in PLOT_SPLITS if s in splits])
-        if same_splits
-        else '<p class="muted">Not drawn: the models\' seen and held-out types differ (see each model).</p>'
-    )
-    parts.append('<h2 id="models">Models</h2>')
-    for ev in evals:
-        kinds = {s: verdict(ev.metrics, s)[1] for s in SPLITS if ev.agg(s)}
-        lost = [SPLIT_SHORT[s] for s, k in kinds.items() if k == "loss"]
-        if lost:
-            tag = f"loses to a baseline ({', '.join(lost)})"
-        elif kinds and all(k == "win" for k in kinds.values()):
-            tag = "beats every baseline"
-        else:
-            tag = "ties a baseline" if "tie" in kinds.values() else ""
-        parts.append(
-            f'<details class="model" id="{ev.prefix}section"><summary>{_e(ev.label)}'
-            f"{f' <span class=muted>— {tag}</span>' if tag else ''}</summary>"
-            f"{_model_section(ev, heading=3)}</details>"
+        ranking.append(
+            {
+                "split": split,
+                "title": SPLIT_TITLE[split] + _split_scenes(first, split),
+                "empty": f"No {SPLIT_SHORT[split]} scenes.",
+                "table": _leaderboard_table(evals, split) if any(ev.agg(split) for ev in evals) else None,
+            }
         )
-    return "\n".join(parts)
+    return {
+        "first": first,
+        "dataset": first.metrics["dataset"],
+        "settings": first.metrics["settings"],
+        "notices": notices,
+        "evals": evals,
+        "ranking": ranking,
+        "plots": _leaderboard_plots(evals, [s for s in PLOT_SPLITS if s in splits]) if same_splits else None,
+        "models": [{"tag": _model_tag(ev), "section": _model_section(ev, heading=3)} for ev in evals],
+    }
 
 
 # ---------------------------------------------------------------- the page
 
 
-def _page(title: str, nav: list[tuple[str, str]], body: str) -> str:
-    links = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="generator" content="physworld.evaluation.report">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{_e(title)}</h1>\n"
-        '<p class="sub">physworld evaluation report: learned simulators against analytic baselines on the '
-        "same rollouts (see docs/METRICS.md).</p>\n"
-        f"<nav>{links}</nav>\n{body}\n"
-        "<footer>Generated by <code>physworld.evaluation.report</code> from metrics.json "
-        f"(format {FORMAT} version {FORMAT_VERSION}). Self-contained: no external requests.</footer>\n"
-        "</main>\n</body>\n</html>\n"
+@functools.cache
+def _environment():
+    """The Jinja2 environment over templates/ (package data): autoescaped, strict about undefined
+    names, with the report's number formats as filters."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("physworld.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
+    env.filters.update(fmt=fmt, fmt_count=fmt_count, fmt_pct=fmt_pct)
+    env.globals.update(FORMAT=FORMAT, FORMAT_VERSION=FORMAT_VERSION, CSP=CSP)
+    return env
 
 
 def _labels(evals: list[_Eval]) -> None:
@@ -1186,24 +1104,22 @@ def render_report(eval_dirs, title: str | None = None) -> str:
         raise ValueError("write_report needs at least one evaluation directory")
     evals = [_Eval(_eval_dir(p), load_metrics(p)) for p in paths]
     _labels(evals)
+    env = _environment()
     if len(evals) == 1:
         ev = evals[0]
-        nav = [
-            (f"{ev.prefix}headline", "Headline"),
-            (f"{ev.prefix}plots", "Error vs horizon"),
-            (f"{ev.prefix}types", "Per type"),
-            (f"{ev.prefix}plausibility", "Plausibility"),
-            (f"{ev.prefix}gifs", "GIFs"),
-        ]
-        return _page(title or f"Evaluation: {ev.label}", nav, _model_section(ev))
+        section = _model_section(ev)
+        nav = [(f"{ev.prefix}{s['id']}", s["nav"]) for s in section["sections"]]
+        return env.get_template("single.html.j2").render(
+            title=title or f"Evaluation: {ev.label}", nav=nav, model=section
+        )
     _check_same_scenes(evals)
     for i, ev in enumerate(evals):
         ev.prefix = f"m{i + 1}-"
     notices = _check_baselines(evals)
     nav = [("ranking", "Ranking"), ("plots", "Error vs horizon"), ("models", "Models")]
-    body = _leaderboard(evals, notices)
+    board = _leaderboard(evals, notices)
     default = f"Leaderboard: {len(evals)} models on {evals[0].metrics['dataset'].get('val_dir')}"
-    return _page(title or default, nav, body)
+    return env.get_template("leaderboard.html.j2").render(title=title or default, nav=nav, board=board)
 
 
 def write_report(eval_dirs: list[Path], out_html: Path, title: str | None = None) -> Path:

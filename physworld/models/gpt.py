@@ -433,3 +433,81 @@ class GPT(nn.Module):
         c = self.config
         T = c.block_size if seq_len is None else seq_len
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * T * c.n_embd
+
+
+# ---------------------------------------------------------------- the family contract: load, then roll out
+
+
+def load_model(checkpoint):
+    """A trained GPT, its tokenizer and run info from a recipe checkpoint (safetensors only)."""
+    from physworld.data import text
+    from physworld.training.checkpoint import load_run, restore
+
+    ckpt, info = load_run(checkpoint, "gpt")
+    model = GPT(GPTConfig(**info["model_config"]))
+    restore(ckpt, model, rng=False)
+    model.eval()
+    return model, text.CharTokenizer(info["tokenizer"]["chars"]), info
+
+
+def gpt_prompt_fits(model: GPT, tokenizer):
+    """prompt_fits(prompt, completion) -> bool for text_rollouts, by the rule prepare_examples
+    used: <bos> + prompt + completion + <eos> at most block_size + 1 tokens."""
+    limit = model.config.block_size + 1
+
+    def prompt_fits(prompt: str, completion: str) -> bool:
+        return (
+            len(tokenizer.encode(prompt, add_bos=True)) + len(tokenizer.encode(completion, add_eos=True))
+            <= limit
+        )
+
+    return prompt_fits
+
+
+def gpt_text_generator(model: GPT, tokenizer):
+    """generate_text(prompts, max_new_tokens) -> completions, greedy, stopping at <eos>.
+
+    Generation stays inside the block, as every training example did: at most block_size + 1 - len(
+    <bos> + prompt) new tokens, and nothing at all for a prompt that fills the block by itself (its
+    frame then fails to parse and is counted). Sliding past the block would cut the scene
+    description off the front, and without a KV cache cost a full pass per token.
+    """
+
+    @torch.no_grad()
+    def generate_text(prompts: list[str], max_new_tokens: list[int]) -> list[str]:
+        outs = []
+        for prompt, budget in zip(prompts, max_new_tokens, strict=True):
+            ids = tokenizer.encode(prompt, add_bos=True)
+            budget = min(budget, model.config.block_size + 1 - len(ids))
+            if budget < 1:
+                outs.append("")
+                continue
+            idx = torch.tensor([ids], dtype=torch.long)
+            gen = model.generate(idx, max_new_tokens=budget, temperature=0.0, stop_token=tokenizer.eos_id)
+            outs.append(tokenizer.decode(gen[0, len(ids) :].tolist()))
+        return outs
+
+    return generate_text
+
+
+def load_predictor(checkpoint):
+    """The trajectory-family contract (physworld/evaluation/families.py): (rollout, run info). The GPT
+    writes each next frame as text (models.rollout_utils.text_rollouts); frames it writes that do not
+    parse are counted per scene."""
+    from physworld.models.rollout_utils import text_rollouts
+
+    model, tokenizer, info = load_model(checkpoint)
+    generate, fits = gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer)
+
+    def rollout(scenes, context_frames, rollout_frames):
+        return text_rollouts(
+            generate,
+            scenes,
+            context_frames,
+            rollout_frames,
+            fmt=info["fmt"],
+            context_frames=info["context_frames"],
+            prompt_fits=fits,
+        )
+
+    return rollout, info

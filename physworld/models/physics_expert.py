@@ -419,3 +419,71 @@ class PhysicsExpert(nn.Module):
         with FlopCounterMode(display=False) as counter:
             self(batch)
         return int(counter.get_total_flops())
+
+
+# ---------------------------------------------------------------- the family contract: load, then roll out
+
+
+def load_model(checkpoint) -> tuple[PhysicsExpert, dict]:
+    """A trained PhysicsExpert and its run info from a recipe checkpoint (safetensors; nothing unpickled)."""
+    from physworld.training.checkpoint import load_run, restore
+
+    ckpt, info = load_run(checkpoint, "physics-expert")
+    model = PhysicsExpert(PhysicsExpertConfig(**info["model_config"]))
+    restore(ckpt, model, rng=False)
+    return model.eval(), info
+
+
+@torch.no_grad()
+def model_rollouts(
+    model: PhysicsExpert, scenes: list[dict], context: int, rollout: int, batch_size: int = 64
+) -> list[np.ndarray]:
+    """Roll a PhysicsExpert out on many scenes at once: each step is one batched forward pass over
+    every scene, fed the model's own previous predictions (positions, angles and velocities).
+    Kinematic (scripted) bodies follow their ground truth: their motion is an input to the scene."""
+    from physworld.data import windows
+    from physworld.models.rollout_utils import kinematic_mask
+
+    k = model.config.history
+    if context < 1:
+        raise ValueError("--context-frames must be at least 1")
+    model.eval()
+    preds = []
+    for start in range(0, len(scenes), batch_size):
+        chunk = scenes[start : start + batch_size]
+        pred = [np.empty((context + rollout, *s["states"].shape[1:]), dtype=np.float32) for s in chunk]
+        for p, s in zip(pred, chunk, strict=True):
+            p[:context] = s["states"][:context]
+        kin = [kinematic_mask(s["spec"]) for s in chunk]
+        for t in range(context - 1, context + rollout - 1):
+            samples = []
+            for p, s in zip(pred, chunk, strict=True):
+                # The last k frames, repeating the first when the context is shorter than the history.
+                idx = np.clip(np.arange(t - k + 1, t + 1), 0, None)
+                samples.append(windows.graph_from_scene(s["spec"], p[idx]))
+            batch = windows.collate_graphs(samples)
+            accel = model.accelerations(batch)
+            state = batch["history"][:, -1]
+            nxt = integrate(
+                state, accel, batch["dt"][batch["batch"]], batch["substeps"][batch["batch"]]
+            ).numpy()
+            offset = 0
+            for p, s, km in zip(pred, chunk, kin, strict=True):
+                n = p.shape[1]
+                p[t + 1] = nxt[offset : offset + n]
+                p[t + 1, km] = s["states"][t + 1, km]
+                offset += n
+        preds.extend(pred)
+    return preds
+
+
+def load_predictor(checkpoint):
+    """The trajectory-family contract (physworld/evaluation/families.py): (rollout, run info), where
+    rollout(scenes, context_frames, rollout_frames) -> (predictions [C + R, N, 6] per scene, parse
+    failures per scene; always 0 here: the model writes numbers, not text)."""
+    model, info = load_model(checkpoint)
+
+    def rollout(scenes, context_frames, rollout_frames):
+        return model_rollouts(model, scenes, context_frames, rollout_frames), [0] * len(scenes)
+
+    return rollout, info

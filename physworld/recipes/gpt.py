@@ -30,7 +30,7 @@ from physworld.data import text, windows
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from physworld.models.gpt import GPT, GPTConfig
-from physworld.training.checkpoint import CheckpointManager, load_checkpoint, load_run, restore
+from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
@@ -397,55 +397,3 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 
 def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
     return train(load_config(config_path, RecipeConfig, overrides), progress=progress)
-
-
-# ---------------------------------------------------------------- inference, for evaluation
-
-
-def load_gpt(checkpoint):
-    """A trained GPT, its tokenizer and run info from a recipe checkpoint (safetensors only)."""
-    ckpt, info = load_run(checkpoint, "gpt")
-    model = GPT(GPTConfig(**info["model_config"]))
-    restore(ckpt, model, rng=False)
-    model.eval()
-    return model, text.CharTokenizer(info["tokenizer"]["chars"]), info
-
-
-def gpt_prompt_fits(model: GPT, tokenizer: text.CharTokenizer):
-    """prompt_fits(prompt, completion) -> bool for text_rollouts, by the rule prepare_examples
-    used: <bos> + prompt + completion + <eos> at most block_size + 1 tokens."""
-    limit = model.config.block_size + 1
-
-    def prompt_fits(prompt: str, completion: str) -> bool:
-        return (
-            len(tokenizer.encode(prompt, add_bos=True)) + len(tokenizer.encode(completion, add_eos=True))
-            <= limit
-        )
-
-    return prompt_fits
-
-
-def gpt_text_generator(model: GPT, tokenizer: text.CharTokenizer):
-    """generate_text(prompts, max_new_tokens) -> completions, greedy, stopping at <eos>.
-
-    Generation stays inside the block, as every training example did: at most block_size + 1 - len(
-    <bos> + prompt) new tokens, and nothing at all for a prompt that fills the block by itself (its
-    frame then fails to parse and is counted). Sliding past the block would cut the scene
-    description off the front, and without a KV cache cost a full pass per token.
-    """
-
-    @torch.no_grad()
-    def generate_text(prompts: list[str], max_new_tokens: list[int]) -> list[str]:
-        outs = []
-        for prompt, budget in zip(prompts, max_new_tokens, strict=True):
-            ids = tokenizer.encode(prompt, add_bos=True)
-            budget = min(budget, model.config.block_size + 1 - len(ids))
-            if budget < 1:
-                outs.append("")
-                continue
-            idx = torch.tensor([ids], dtype=torch.long)
-            gen = model.generate(idx, max_new_tokens=budget, temperature=0.0, stop_token=tokenizer.eos_id)
-            outs.append(tokenizer.decode(gen[0, len(ids) :].tolist()))
-        return outs
-
-    return generate_text

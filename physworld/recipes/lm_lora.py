@@ -73,7 +73,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -83,6 +83,18 @@ from torch.utils.data import DataLoader
 import physworld
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_json, fsync_dir
+
+# The base model loader, the checkpoint layout and the errors are the model side's (models/lm.py, which
+# evaluation uses too); the recipe takes them from there.
+from physworld.models.lm import (  # noqa: F401  (DEFAULT_BASE_MODEL, _looks_like_path: used by tests/docs)
+    DEFAULT_BASE_MODEL,
+    STATE_FILE,
+    BaseModelError,
+    LmLoraError,
+    _looks_like_path,
+    load_base_model,
+)
+from physworld.models.lm import token_ids as _ids
 from physworld.training.checkpoint import load_checkpoint, restore, save_checkpoint
 from physworld.training.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
@@ -96,8 +108,6 @@ from physworld.training.loop_utils import (
 )
 from physworld.training.metrics import MetricLogger
 from physworld.worlds.registry import DIFFICULTIES, resolve_types
-
-DEFAULT_BASE_MODEL = "LiquidAI/LFM2-350M"
 
 # LoRA targets by model_type (config.model_type). LFM2: attention (q/k/v/out_proj), the short-convolution
 # blocks' input and output projections (in_proj, out_proj) and the SwiGLU feed-forward (w1, w2, w3).
@@ -115,18 +125,9 @@ TARGET_MODULES: dict[str, tuple[str, ...]] = {
 }
 FAN_IN_FAN_OUT = {"gpt2"}  # architectures whose linear layers store weights transposed (Conv1D)
 
-STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 IGNORE = -100
-
-
-class LmLoraError(ValueError):
-    """A setup problem the user can fix (base model, data, flags); the message says what to do."""
-
-
-class BaseModelError(LmLoraError):
-    """The base model or its tokenizer could not be loaded."""
 
 
 # ---------------------------------------------------------------- config
@@ -262,72 +263,6 @@ def stage_steps(cfg: RecipeConfig, stage_index: int, num_examples: int, world: i
 
 
 # ---------------------------------------------------------------- base model, tokenizer, LoRA
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
-
-
-def load_base_model(
-    name: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
-) -> tuple[torch.nn.Module, Any]:
-    """(model, tokenizer) from a local directory or, failing that, the Hugging Face Hub.
-
-    A name that is no local directory and cannot be fetched (the hub unreachable, HF_HUB_OFFLINE=1 with
-    nothing cached, no such repository) raises BaseModelError saying how to use a local copy instead.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    local = Path(name).expanduser()
-    kwargs = {"trust_remote_code": trust_remote_code}
-    if local.is_dir():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(local), **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype, **kwargs)
-        except (OSError, ValueError) as e:
-            raise BaseModelError(
-                f"--base-model {name}: cannot load a causal LM and its tokenizer from this directory ({e}); "
-                "it needs config.json, the weights and the tokenizer files (save_pretrained writes them)"
-            ) from e
-        return model, tokenizer
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs)
-    except (OSError, ValueError) as e:
-        raise BaseModelError(_hub_failure_message(name, e)) from e
-    return model, tokenizer
-
-
-def _hub_failure_message(name: str, error: Exception) -> str:
-    try:
-        from huggingface_hub.constants import is_offline_mode
-
-        offline = is_offline_mode()
-    except ImportError:  # very old huggingface_hub
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    where = f"--base-model {name}: "
-    if _looks_like_path(name):
-        where += "no such local directory, and as a model name it "
-    else:
-        where += "not a local directory, and it "
-    if offline:
-        why = (
-            "cannot be fetched: the Hugging Face Hub is unreachable in offline mode (HF_HUB_OFFLINE=1) "
-            "and the model is not in the local cache"
-        )
-    else:
-        why = (
-            "could not be loaded from the Hugging Face Hub (the hub is unreachable from this machine, "
-            "or there is no such repository)"
-        )
-    example = name if not _looks_like_path(name) else DEFAULT_BASE_MODEL
-    local_dir = "models/" + example.rstrip("/").split("/")[-1]
-    fix = (
-        f". Download the model where the hub is reachable, e.g. `hf download {example} --local-dir "
-        f"{local_dir}` (or from_pretrained + save_pretrained of the model and its tokenizer), copy that "
-        f"directory here and pass --base-model {local_dir}. Cause: {str(error).splitlines()[0][:300]}"
-    )
-    return where + why + fix
 
 
 def target_modules_for(model: torch.nn.Module, explicit: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -479,10 +414,6 @@ def _text():
     import importlib
 
     return importlib.import_module("physworld.data.text")
-
-
-def _ids(tokenizer, text: str, special: bool) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
 
 def build_example(tokenizer, record: dict, t: int, cfg: DataConfig) -> dict:
@@ -1201,63 +1132,3 @@ if __name__ == "__main__":
     except RuntimeError as e:  # the run stopped itself (too many non-finite steps); checkpoints are kept
         print(f"lm-lora: stopped: {e}", file=sys.stderr)
         sys.exit(1)
-
-
-# ---------------------------------------------------------------- inference, for evaluation
-
-
-def load_for_evaluation(checkpoint):
-    """(generate_text(prompts, max_new_tokens) -> completions, prompt_fits(prompt, completion) ->
-    bool, run info) from a stage checkpoint: the base model its trainer_state names, the PEFT
-    adapter, and the checkpoint's tokenizer. Prompts are encoded as in training (with the
-    tokenizer's special tokens), and fit as build_example counted (prompt + completion + EOS within
-    max_seq_length); decoding is greedy and stops at <eos>."""
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    from physworld.data.store import Dataset
-    from physworld.worlds.registry import resolve_types
-
-    path = Path(checkpoint)
-    if not (path / STATE_FILE).exists():
-        raise LmLoraError(
-            f"{path}: not an lm-lora checkpoint directory (no {STATE_FILE}); pass "
-            "<output-dir>/stageK/checkpoint-N"
-        )
-    fingerprint = json.loads((path / STATE_FILE).read_text())["fingerprint"]
-    base, _ = load_base_model(fingerprint["base_model"])
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = PeftModel.from_pretrained(base, str(path)).eval()
-    data = fingerprint["data"]
-    types = resolve_types(data["scenario_types"])
-    if Path(data["data_dir"]).exists():  # keep the types the training data really held
-        present = Dataset(data["data_dir"]).manifest["scenes_per_type"]
-        types = [t for t in types if t in present]
-    info = {
-        "fmt": data["fmt"],
-        "context_frames": data["context_frames"],
-        "train_scenario_types": types,
-        "base_model": fingerprint["base_model"],
-    }
-
-    @torch.no_grad()
-    def generate_text(prompts: list[str], max_new_tokens: list[int]) -> list[str]:
-        outs = []
-        for prompt, budget in zip(prompts, max_new_tokens, strict=True):
-            ids = torch.tensor([_ids(tokenizer, prompt, special=True)])
-            gen = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=budget,
-                do_sample=False,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-            )
-            outs.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
-        return outs
-
-    def prompt_fits(prompt: str, completion: str) -> bool:
-        used = len(_ids(tokenizer, prompt, special=True)) + len(_ids(tokenizer, completion, special=False))
-        return used + 1 <= data["max_seq_length"]  # + EOS
-
-    return generate_text, prompt_fits, info

@@ -31,7 +31,7 @@ from physworld.data import windows
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_json, remove_stale_temporaries
 from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
-from physworld.training.checkpoint import CheckpointManager, load_checkpoint, load_run, restore
+from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
@@ -306,11 +306,3 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
     cfg = load_config(config_path, RecipeConfig, overrides)
     return train(cfg, progress=progress)
-
-
-def load_physics_expert(checkpoint):
-    """A trained PhysicsExpert and its run info from a recipe checkpoint (safetensors; nothing unpickled)."""
-    ckpt, info = load_run(checkpoint, "physics-expert")
-    model = PhysicsExpert(PhysicsExpertConfig(**info["model_config"]))
-    restore(ckpt, model, rng=False)
-    return model.eval(), info
