@@ -155,6 +155,7 @@ RECIPES = {
     "physics-expert": "physworld.recipes.physics_expert",
     "gpt": "physworld.recipes.gpt",
     "lm-lora": "physworld.recipes.lm_lora",
+    "ssm": "physworld.recipes.ssm",
 }
 
 
@@ -355,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--model",
         default="physics-expert",
-        choices=["physics-expert", "gpt", "lm", "scratch", "finetune"],
-        help="physics-expert, gpt (alias: scratch, as guide 001 calls it) or lm (alias: finetune)",
+        choices=["physics-expert", "gpt", "lm", "ssm", "scratch", "finetune"],
+        help="physics-expert, gpt (alias: scratch, as guide 001 calls it), lm (alias: finetune) or ssm",
     )
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--val-dir", required=True, type=Path)

@@ -33,7 +33,7 @@ GREEN, BLUE = (40, 160, 60), (40, 90, 210)
 FORMAT_VERSION = 1
 
 
-MODELS = ("physics-expert", "gpt", "lm")
+MODELS = ("physics-expert", "gpt", "lm", "ssm")
 
 
 def load_predictor(model_name: str, checkpoint):
@@ -43,6 +43,10 @@ def load_predictor(model_name: str, checkpoint):
 
         model, info = load_physics_expert(checkpoint)
         return (lambda scenes, c, r: (model_rollouts(model, scenes, c, r), [0] * len(scenes))), info
+    if model_name == "ssm":
+        from physworld.models import ssm
+
+        return ssm.load_predictor(checkpoint)
     if model_name == "gpt":
         from physworld.recipes.gpt import gpt_prompt_fits, gpt_text_generator, load_gpt
 
