@@ -107,37 +107,88 @@ class SSMConfig:
 # ---------------------------------------------------------------- the selective scan
 
 
-def linear_recurrence(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t along dim 1 (h_{-1} = h0 or 0), for all t at once.
+def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + b_t along dim 1 (h_{-1} = h0 or 0), outside autograd.
 
-    A Hillis-Steele associative scan over the pairs (a, b) with (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2):
-    ceil(log2 T) vectorised steps, each O(T) work, no Python loop over time. Only products of the a's
-    (here exp(Delta A) in (0, 1]) are formed, never their inverses, so it is as stable as the loop.
-    a, b [Bt, T, ...]; h0 [Bt, ...] -> h [Bt, T, ...].
-    """
+    A Hillis-Steele associative scan over the pairs (a, b), combined as (a1, b1) then (a2, b2) =
+    (a1 a2, a2 b1 + b2): ceil(log2 T) vectorised steps, each O(T) work, no Python loop over time. Only
+    products of the a's (here exp(Delta A) in (0, 1]) are formed, never their inverses, so it is as
+    stable as the loop."""
     steps = a.shape[1]
+    a, b = a.clone(), b.clone()
     offset = 1
     while offset < steps:
-        # b_t += a_t b_{t-offset} and a_t *= a_{t-offset} for t >= offset (b first: it uses the old a)
-        b = torch.cat([b[:, :offset], a[:, offset:] * b[:, :-offset] + b[:, offset:]], dim=1)
-        a = torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1)
+        # b_t += a_t b_{t-offset} and a_t *= a_{t-offset} for t >= offset; each right-hand side is a
+        # new tensor computed from the old values before the in-place update
+        b[:, offset:] += a[:, offset:] * b[:, :-offset]
+        if h0 is not None or 2 * offset < steps:  # the last round's products are needed only for h0
+            a[:, offset:] = a[:, offset:] * a[:, :-offset]
         offset *= 2
     if h0 is not None:
-        b = b + a * h0.unsqueeze(1)  # a is now the running product a_0 ... a_t
+        b += a * h0.unsqueeze(1)  # a is now the running product a_0 ... a_t
     return b
 
 
-def selective_scan(u, delta, A, B, C, D, h0=None, return_state: bool = False):
+class _LinearRecurrence(torch.autograd.Function):
+    """The scan with its adjoint written out: the gradient of a linear recurrence is the same
+    recurrence run backwards in time (lambda_t = dL/dh_t + a_{t+1} lambda_{t+1}; dL/db_t = lambda_t,
+    dL/da_t = lambda_t h_{t-1}, dL/dh0 = a_0 lambda_0), so backward is one more scan and autograd
+    stores no intermediate of the log2(T) rounds."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        h = _scan(a, b, h0)
+        ctx.save_for_backward(a, h, h0 if h0 is not None else torch.zeros_like(b[:, 0]))
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h):
+        a, h, h0 = ctx.saved_tensors
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1)  # a_{t+1}
+        lam = _scan(a_next.flip(1), grad_h.flip(1), None).flip(1)  # [Bt, T, ...]
+        h_prev = torch.cat([h0.unsqueeze(1), h[:, :-1]], dim=1)  # h_{t-1}
+        grad_h0 = a[:, 0] * lam[:, 0] if ctx.needs_input_grad[2] else None
+        return lam * h_prev, lam, grad_h0
+
+
+def linear_recurrence(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + b_t along dim 1 (h_{-1} = h0 or 0), for all t at once, differentiable.
+    a, b [Bt, T, ...]; h0 [Bt, ...] -> h [Bt, T, ...]."""
+    return _LinearRecurrence.apply(a, b, h0)
+
+
+def selective_scan(u, delta, A, B, C, D, h0=None, return_state: bool = False, block_elements: int = 1 << 17):
     """The selective scan of Mamba, in parallel over time.
 
     u, delta [Bt, T, E]; A [E, S] (negative); B, C [Bt, T, S]; D [E]; h0 [Bt, E, S] or None ->
     y [Bt, T, E] (and the last state h [Bt, E, S] with return_state).
       h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t
+    Rows go through in blocks of about `block_elements` state values: on a CPU the [rows, T, E, S]
+    states are memory-bound, and a block that stays in cache runs about twice as fast (bench_ssm.py).
     """
+    rows, steps, channels = u.shape
+    per_block = max(1, block_elements // (steps * channels * A.shape[1]))
+    if rows > per_block:
+        parts = [
+            selective_scan(
+                u[i : i + per_block],
+                delta[i : i + per_block],
+                A,
+                B[i : i + per_block],
+                C[i : i + per_block],
+                D,
+                None if h0 is None else h0[i : i + per_block],
+                return_state=True,
+            )
+            for i in range(0, rows, per_block)
+        ]
+        y = torch.cat([p[0] for p in parts])
+        return (y, torch.cat([p[1] for p in parts])) if return_state else y
     decay = torch.exp(delta.unsqueeze(-1) * A)  # [Bt, T, E, S]
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [Bt, T, E, S]
     h = linear_recurrence(decay, drive, h0)  # [Bt, T, E, S]
-    y = (h * C.unsqueeze(2)).sum(-1) + D * u  # [Bt, T, E]
+    y = torch.einsum("btes,bts->bte", h, C) + D * u  # [Bt, T, E]
     return (y, h[:, -1]) if return_state else y
 
 
@@ -180,13 +231,14 @@ class MambaBlock(nn.Module):
         dt, B, C = self.x_proj(x).split([self.dt_rank, s, s], dim=-1)
         return F.softplus(self.dt_proj(dt)), B, C
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        steps = hidden.shape[1]  # hidden [Bt, T, d]
+    def forward(self, hidden: torch.Tensor, scan=selective_scan) -> torch.Tensor:
+        """hidden [Bt, T, d] -> [Bt, T, d]; `scan` lets the bench swap in the loop reference."""
+        steps = hidden.shape[1]
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # [Bt, T, E] each
         x = self.conv1d(x.transpose(1, 2))[..., :steps].transpose(1, 2)  # causal: the first T outputs
         x = F.silu(x)
         delta, B, C = self._selective_inputs(x)
-        y = selective_scan(x, delta, -torch.exp(self.A_log), B, C, self.D)  # [Bt, T, E]
+        y = scan(x, delta, -torch.exp(self.A_log), B, C, self.D)  # [Bt, T, E]
         return self.out_proj(y * F.silu(z))  # [Bt, T, d]
 
     def init_cache(self, batch: int, device=None) -> dict:
@@ -277,15 +329,13 @@ def inscribed_radius(body: torch.Tensor) -> torch.Tensor:
 
 
 def static_penetration(pos, radius, statics, static_mask) -> torch.Tensor:
-    """pos [B, T, N, 2], radius [B, N], statics [B, S, 7], static_mask [B, S] -> [B, T, N]: px by which
-    each body's inscribed circle is inside static capsules, summed over capsules."""
+    """pos [R, T, 2] (R bodies), radius [R], statics [R, S, 7] (each body's scene's capsules),
+    static_mask [R, S] -> [R, T]: px by which each body's inscribed circle is inside static capsules,
+    summed over capsules."""
     _, surface = capsule_geometry(
-        pos.unsqueeze(3),
-        statics[:, None, None, :, 0:2],
-        statics[:, None, None, :, 2:4],
-        statics[:, None, None, :, 4],
-    )  # [B, T, N, S]
-    depth = F.relu(radius[:, None, :, None] - surface) * static_mask[:, None, None, :]
+        pos.unsqueeze(2), statics[:, None, :, 0:2], statics[:, None, :, 2:4], statics[:, None, :, 4]
+    )  # [R, T, S]
+    depth = F.relu(radius[:, None, None] - surface) * static_mask[:, None, :]
     return depth.sum(-1)
 
 
@@ -303,6 +353,10 @@ def jerk(accel_normalised: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the network
+#
+# Inside the network a batch is a list of R body rows (the real bodies of every scene, no padding):
+# hidden [R, T, d]. The scan runs over each row's frames; the body-mixing attention runs over edges
+# (receiver, sender) between rows of the same scene at the same frame, flattened as row * T + frame.
 
 
 class BodyMixing(nn.Module):
@@ -318,16 +372,21 @@ class BodyMixing(nn.Module):
         self.pair_value = nn.Linear(PAIR_FEATURES, self.head_dim)
         self.out = nn.Linear(d, d)
 
-    def forward(self, hidden, pair, allowed):
-        # hidden [B, T, N, d]; pair [B, T, N, N, P]; allowed [B, T, N, N] (receiver i, sender j)
-        b, t, n, d = hidden.shape
-        q, k, v = self.qkv(self.norm(hidden)).view(b, t, n, 3, self.heads, self.head_dim).unbind(3)
-        logits = torch.einsum("btihc,btjhc->bthij", q, k) / math.sqrt(self.head_dim)  # [B, T, H, N, N]
-        logits = logits + self.pair_bias(pair).permute(0, 1, 4, 2, 3)
-        attn = logits.masked_fill(~allowed.unsqueeze(2), float("-inf")).softmax(-1)
-        msg = torch.einsum("bthij,btjhc->btihc", attn, v)  # [B, T, N, H, c]
-        msg = msg + self.pair_value(torch.einsum("bthij,btijp->btihp", attn, pair))  # geometry in the message
-        return hidden + self.out(msg.reshape(b, t, n, d))
+    def forward(self, hidden, edges):
+        # hidden [R, T, d]; edges: receivers, senders [E] into R * T, pair [E, PAIR_FEATURES]
+        rows, steps, d = hidden.shape
+        recv, send, pair = edges["receivers"], edges["senders"], edges["pair"]
+        q, k, v = self.qkv(self.norm(hidden)).view(rows * steps, 3, self.heads, self.head_dim).unbind(1)
+        logits = (q[recv] * k[send]).sum(-1) / math.sqrt(self.head_dim) + self.pair_bias(pair)  # [E, H]
+        # softmax over each receiver's edges (every node has its self edge, so none is empty)
+        top = torch.full((rows * steps, self.heads), float("-inf"), dtype=logits.dtype, device=logits.device)
+        top = top.scatter_reduce(0, recv[:, None].expand_as(logits), logits.detach(), "amax")
+        weight = torch.exp(logits - top[recv])  # [E, H]
+        total = torch.zeros_like(top).index_add_(0, recv, weight)  # [R*T, H]
+        attn = weight / total[recv]
+        value = v[send] + self.pair_value(pair).unsqueeze(1)  # [E, H, c]: geometry in the message
+        msg = torch.zeros_like(q).index_add_(0, recv, attn.unsqueeze(-1) * value)  # [R*T, H, c]
+        return hidden + self.out(msg.view(rows, steps, d))
 
 
 class SSMLayer(nn.Module):
@@ -365,19 +424,30 @@ class PhysicsSSM(nn.Module):
 
     # ------------------------------------------------------------ features of frames
 
+    @staticmethod
+    def rows(scene: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scene, body) of every real body, scene-major: the R rows the network works on."""
+        return scene["body_mask"].nonzero(as_tuple=True)
+
     def _inputs(self, states, scene):
-        """states [B, T, N, 6] -> (hidden [B, T, N, d], pair [B, T, N, N, P], allowed [B, T, N, N],
-        physics [B, T, N, PHYSICS_FEATURES])."""
+        """states [B, T, N, 6] (padded) -> (hidden [R, T, d], edges, physics [R, T, PHYSICS_FEATURES])."""
         cfg, scale = self.config, self.config.length_scale
         b, t, n, _ = states.shape
         body, mask = scene["body"], scene["body_mask"]  # [B, N, 11], [B, N]
-        pos, angle, vel = states[..., :2], states[..., 2], states[..., 3:]
-        radius = bounding_radius(body.reshape(-1, 11)).view(b, n)  # [B, N]
-        kinematic = body[..., KINEMATIC] > 0.5
-        gravity = scene["gravity"] / GRAVITY_SCALE  # [B, 2]
+        sc, who = self.rows(scene)  # [R]
+        r = sc.shape[0]
+        row_of = torch.full((b, n), -1, dtype=torch.long, device=states.device)
+        row_of[sc, who] = torch.arange(r, device=states.device)
+        frames = torch.arange(t, device=states.device)
+        pos, angle, vel = states[..., :2], states[..., 2], states[..., 3:]  # padded
+        radius_pad = bounding_radius(body.reshape(-1, 11)).view(b, n)  # [B, N]
+        row_body, row_state = body[sc, who], states[sc, :, who]  # [R, 11], [R, T, 6]
+        radius = radius_pad[sc, who]  # [R]
+        kinematic = row_body[:, KINEMATIC] > 0.5
+        gravity = scene["gravity"][sc] / GRAVITY_SCALE  # [R, 2]
 
         # --- per body, constant over time (as the PhysicsExpert's node features)
-        mass, moment = body[..., MASS], body[..., MOMENT]
+        mass, moment = row_body[:, MASS], row_body[:, MOMENT]
         has_mass = ~kinematic & (mass > 0)
         log_mass = torch.where(has_mass, torch.log(mass.clamp_min(1e-12)), torch.zeros_like(mass))
         spread = moment / (mass * radius.square()).clamp_min(1e-12)
@@ -386,28 +456,29 @@ class PhysicsSSM(nn.Module):
         )
         body_static = torch.cat(
             [
-                body[..., IS_CIRCLE : IS_POLY + 1],  # [B, N, 3]
-                torch.stack([body[..., RADIUS], body[..., WIDTH], body[..., HEIGHT], radius], -1) / scale,
+                row_body[:, IS_CIRCLE : IS_POLY + 1],  # [R, 3]
+                torch.stack([row_body[:, RADIUS], row_body[:, WIDTH], row_body[:, HEIGHT], radius], -1)
+                / scale,
                 torch.stack([log_mass, log_spread], -1),
-                body[..., FRICTION : KINEMATIC + 1],
-                gravity[:, None].expand(b, n, 2),
+                row_body[:, FRICTION : KINEMATIC + 1],
+                gravity,
             ],
             dim=-1,
-        )  # [B, N, BODY_STATIC_FEATURES]
+        )  # [R, BODY_STATIC_FEATURES]
 
         # --- joints to the static world: the fixed anchor and the body's anchor, per frame
-        world_joint = states.new_zeros(b, t, n, WORLD_JOINT_FEATURES)
+        world_joint = states.new_zeros(r, t, WORLD_JOINT_FEATURES)
         ja, jb, js = scene["joint_a"], scene["joint_b"], scene["joint_scene"]
         to_world = (ja >= 0) ^ (jb >= 0)
         if to_world.any():
             a_is_body = ja[to_world] >= 0
-            who = torch.where(a_is_body, ja[to_world], jb[to_world])  # [Jw]
-            sc = js[to_world]
+            j_body = torch.where(a_is_body, ja[to_world], jb[to_world])  # [Jw]
+            j_scene = js[to_world]
             anchors = scene["joint_anchor"][to_world]
             body_anchor = torch.where(a_is_body[:, None], anchors[:, :2], anchors[:, 2:])  # [Jw, 2]
             fixed = torch.where(a_is_body[:, None], anchors[:, 2:], anchors[:, :2])
-            body_anchor_rel = rotate(body_anchor[:, None], angle[sc, :, who])  # [Jw, T, 2]
-            fixed_rel = fixed[:, None] - pos[sc, :, who]  # [Jw, T, 2]
+            body_anchor_rel = rotate(body_anchor[:, None], angle[j_scene, :, j_body])  # [Jw, T, 2]
+            fixed_rel = fixed[:, None] - pos[j_scene, :, j_body]  # [Jw, T, 2]
             kind = F.one_hot(scene["joint_kind"][to_world], len(JOINT_KINDS)).to(states.dtype)
             feats = torch.cat(
                 [
@@ -418,156 +489,155 @@ class PhysicsSSM(nn.Module):
                 ],
                 dim=-1,
             )  # [Jw, T, WORLD_JOINT_FEATURES]
-            frames = torch.arange(t, device=states.device)
-            world_joint.index_put_((sc[:, None], frames[None], who[:, None]), feats, accumulate=True)
+            world_joint.index_put_((row_of[j_scene, j_body][:, None], frames[None]), feats, accumulate=True)
 
-        velocity = (vel - self.velocity_mean) / self.velocity_std  # [B, T, N, 3]
+        velocity = (row_state[..., 3:] - self.velocity_mean) / self.velocity_std  # [R, T, 3]
+        row_angle = row_state[..., 2]
         frame = torch.cat(
             [
                 velocity,
-                torch.stack([torch.sin(angle), torch.cos(angle)], -1),
-                body_static[:, None].expand(b, t, n, -1),
+                torch.stack([torch.sin(row_angle), torch.cos(row_angle)], -1),
+                body_static[:, None].expand(r, t, -1),
                 world_joint,
             ],
             dim=-1,
-        )  # [B, T, N, FRAME_FEATURES]
-        hidden = self.frame_encoder(frame)  # [B, T, N, d]
+        )  # [R, T, FRAME_FEATURES]
+        hidden = self.frame_encoder(frame)  # [R, T, d]
 
         # --- static capsules near each body: encoded and summed into its input
-        statics, static_mask = scene["statics"], scene["static_mask"]  # [B, S, 7], [B, S]
+        statics, static_mask = scene["statics"][sc], scene["static_mask"][sc]  # [R, S, 7], [R, S]
         to_surface, surface = capsule_geometry(
-            pos.unsqueeze(3),
-            statics[:, None, None, :, 0:2],
-            statics[:, None, None, :, 2:4],
-            statics[:, None, None, :, 4],
-        )  # [B, T, N, S, 2], [B, T, N, S]
-        gap = surface - radius[:, None, :, None]
-        near_static = (gap < cfg.static_radius) & static_mask[:, None, None] & mask[:, None, :, None]
-        idx = near_static.nonzero(as_tuple=True)  # (b, t, i, s) of each touching pair
+            row_state[..., None, :2],
+            statics[:, None, :, 0:2],
+            statics[:, None, :, 2:4],
+            statics[:, None, :, 4],
+        )  # [R, T, S, 2], [R, T, S]
+        gap = surface - radius[:, None, None]
+        near_static = (gap < cfg.static_radius) & static_mask[:, None]
+        i, f, s = near_static.nonzero(as_tuple=True)  # body row, frame, capsule of each touching pair
         edge = torch.cat(
             [
-                to_surface[idx] / scale,
-                surface[idx].unsqueeze(-1) / scale,
-                gap[idx].unsqueeze(-1) / scale,
-                statics[idx[0], idx[3], 5:7],
+                to_surface[i, f, s] / scale,
+                surface[i, f, s].unsqueeze(-1) / scale,
+                gap[i, f, s].unsqueeze(-1) / scale,
+                statics[i, s, 5:7],
             ],
             dim=-1,
         )  # [P, STATIC_EDGE_FEATURES]
-        flat = (idx[0] * t + idx[1]) * n + idx[2]
-        hidden = hidden + torch.zeros(
-            b * t * n, hidden.shape[-1], dtype=hidden.dtype, device=hidden.device
-        ).index_add_(0, flat, self.static_encoder(edge)).view(b, t, n, -1)
+        from_statics = hidden.new_zeros(r * t, hidden.shape[-1]).index_add_(
+            0, i * t + f, self.static_encoder(edge)
+        )
+        hidden = hidden + from_statics.view(r, t, -1)
 
-        # --- body pairs at each frame: geometry for the mixing layers
-        d = pos.unsqueeze(2) - pos.unsqueeze(3)  # [B, T, N(i), N(j), 2]: sender j minus receiver i
-        dist = d.norm(dim=-1)
-        surface_gap = dist - radius[:, None, :, None] - radius[:, None, None, :]
+        # --- body pairs of a scene at each frame: candidates on the padded grid, features on the edges
+        dist_grid = (pos.unsqueeze(2) - pos.unsqueeze(3)).norm(dim=-1)  # [B, T, N(i), N(j)]
+        gap_grid = dist_grid - radius_pad[:, None, :, None] - radius_pad[:, None, None, :]
         jointed = torch.zeros(b, n, n, dtype=torch.bool, device=states.device)
-        anchor_offset = states.new_zeros(b, t, n, n, 2)
         between = (ja >= 0) & (jb >= 0) & (ja != jb)
-        if between.any():
-            a, c, sc = ja[between], jb[between], js[between]
-            jointed[sc, a, c] = True
-            jointed[sc, c, a] = True
+        jointed[js[between], ja[between], jb[between]] = True
+        jointed[js[between], jb[between], ja[between]] = True
+        eye = torch.eye(n, dtype=torch.bool, device=states.device)
+        allowed = ((gap_grid < cfg.connectivity_radius) | jointed[:, None] | eye) & (
+            mask[:, :, None] & mask[:, None]
+        )[:, None]
+        g, f, i, j = allowed.nonzero(as_tuple=True)  # scene, frame, receiver, sender
+        d = pos[g, f, j] - pos[g, f, i]  # [E, 2]
+        anchor_offset = states.new_zeros(d.shape)
+        if between.any():  # world position of the sender's anchor minus the receiver's, summed over joints
+            a, c, jsc = ja[between], jb[between], js[between]
             anchors = scene["joint_anchor"][between]
-            world_a = pos[sc, :, a] + rotate(anchors[:, None, :2], angle[sc, :, a])  # [Jb, T, 2]
-            world_c = pos[sc, :, c] + rotate(anchors[:, None, 2:], angle[sc, :, c])
-            frames = torch.arange(t, device=states.device)[None]
-            anchor_offset.index_put_(
-                (sc[:, None], frames, a[:, None], c[:, None]), world_c - world_a, accumulate=True
+            world_a = pos[jsc, :, a] + rotate(anchors[:, None, :2], angle[jsc, :, a])  # [Jb, T, 2]
+            world_c = pos[jsc, :, c] + rotate(anchors[:, None, 2:], angle[jsc, :, c])
+            grid = states.new_zeros(b, t, n, n, 2)
+            grid.index_put_(
+                (jsc[:, None], frames[None], a[:, None], c[:, None]), world_c - world_a, accumulate=True
             )
-            anchor_offset.index_put_(
-                (sc[:, None], frames, c[:, None], a[:, None]), world_a - world_c, accumulate=True
+            grid.index_put_(
+                (jsc[:, None], frames[None], c[:, None], a[:, None]), world_a - world_c, accumulate=True
             )
+            anchor_offset = grid[g, f, i, j]
         pair = torch.cat(
             [
                 d / scale,
-                dist.unsqueeze(-1) / scale,
-                surface_gap.unsqueeze(-1) / scale,
-                (vel.unsqueeze(2) - vel.unsqueeze(3)) / self.velocity_std,
-                jointed[:, None].expand(b, t, n, n).unsqueeze(-1).to(states.dtype),
+                dist_grid[g, f, i, j].unsqueeze(-1) / scale,
+                gap_grid[g, f, i, j].unsqueeze(-1) / scale,
+                (vel[g, f, j] - vel[g, f, i]) / self.velocity_std,
+                jointed[g, i, j].unsqueeze(-1).to(states.dtype),
                 anchor_offset / scale,
             ],
             dim=-1,
-        )  # [B, T, N, N, PAIR_FEATURES]
-        valid_pair = mask[:, None, :, None] & mask[:, None, None, :]
-        eye = torch.eye(n, dtype=torch.bool, device=states.device)
-        allowed = ((surface_gap < cfg.connectivity_radius) | jointed[:, None]) & valid_pair | eye
+        )  # [E, PAIR_FEATURES]
+        edges = {"receivers": row_of[g, i] * t + f, "senders": row_of[g, j] * t + f, "pair": pair}
 
         # --- what the gate sees besides the SSM's output
-        ballistic = self.ballistic_accel(scene, t)  # [B, T, N, 3]
-        static_gap = gap.masked_fill(
-            ~(static_mask[:, None, None] & mask[:, None, :, None]), cfg.static_radius
-        )
-        nearest = (
-            static_gap.amin(-1, keepdim=True).clamp(max=cfg.static_radius) if static_gap.shape[-1] else None
-        )
+        ballistic = self.ballistic_accel(scene, t)  # [R, T, 3]
+        nearest = gap.masked_fill(~static_mask[:, None], cfg.static_radius).amin(-1, keepdim=True)
         physics = torch.cat(
             [
-                gravity[:, None, None].expand(b, t, n, 2),
+                gravity[:, None].expand(r, t, 2),
                 (ballistic - self.accel_mean) / self.accel_std,
-                nearest / scale,
-                kinematic[:, None, :, None].expand(b, t, n, 1).to(states.dtype),
+                nearest.clamp(max=cfg.static_radius) / scale,
+                kinematic[:, None, None].expand(r, t, 1).to(states.dtype),
                 (world_joint[..., : len(JOINT_KINDS)].sum(-1, keepdim=True) > 0).to(states.dtype),
             ],
             dim=-1,
-        )  # [B, T, N, PHYSICS_FEATURES]
-        return hidden, pair, allowed, physics
+        )  # [R, T, PHYSICS_FEATURES]
+        return hidden, edges, physics
 
     def ballistic_accel(self, scene, steps: int) -> torch.Tensor:
-        """The constraint branch: the world's gravity as (ax, ay), no angular acceleration -> [B, T, N, 3],
+        """The constraint branch: the world's gravity as (ax, ay), no angular acceleration -> [R, T, 3],
         what evaluation's ballistic baseline integrates."""
-        b, n = scene["body"].shape[:2]
-        g = scene["gravity"]  # [B, 2]
-        accel = torch.cat([g, torch.zeros_like(g[:, :1])], dim=-1)  # [B, 3]
-        return accel[:, None, None].expand(b, steps, n, 3)
+        sc, _ = self.rows(scene)
+        g = scene["gravity"][sc]  # [R, 2]
+        return torch.cat([g, torch.zeros_like(g[:, :1])], dim=-1)[:, None].expand(-1, steps, 3)
 
-    def _decode(self, hidden, physics, ballistic, scene):
-        """hidden [B, T, N, d] -> (accel [B, T, N, 3] px/s^2, 0 for kinematic and padding; gate or None)."""
+    def _decode(self, hidden, physics, scene):
+        """hidden [R, T, d] -> (accel [B, T, N, 3] px/s^2, 0 for kinematic bodies and padding; gate
+        [R, T, 3] or None)."""
         h = self.final_norm(hidden)
-        ssm_accel = self.decoder(h) * self.accel_std + self.accel_mean  # [B, T, N, 3]
+        ssm_accel = self.decoder(h) * self.accel_std + self.accel_mean  # [R, T, 3]
         gate = None
         if self.config.gate:
             gate = torch.sigmoid(self.gate_proj(torch.cat([h, self.physics_encoder(physics)], dim=-1)))
             if self.forced_gate is not None:
                 gate = torch.full_like(gate, float(self.forced_gate))
-            accel = gate * ssm_accel + (1 - gate) * ballistic
+            accel = gate * ssm_accel + (1 - gate) * self.ballistic_accel(scene, hidden.shape[1])
         else:
             accel = ssm_accel
-        predicted = scene["body_mask"] & (scene["body"][..., KINEMATIC] < 0.5)  # [B, N]
-        return accel.masked_fill(~predicted[:, None, :, None], 0.0), gate
+        sc, who = self.rows(scene)
+        accel = accel.masked_fill(scene["body"][sc, who, KINEMATIC, None, None] > 0.5, 0.0)
+        b, n = scene["body_mask"].shape
+        padded = accel.new_zeros(b, hidden.shape[1], n, 3)
+        padded[sc, :, who] = accel
+        return padded, gate
 
     # ------------------------------------------------------------ parallel (training) and recurrent (rollout)
 
     def forward(self, states: torch.Tensor, scene: dict) -> dict:
-        """Every frame at once: states [B, T, N, 6] -> {"accel" [B, T, N, 3] (frame t -> t+1), "gate"}."""
-        b, t, n, _ = states.shape
-        hidden, pair, allowed, physics = self._inputs(states, scene)
+        """Every frame at once: states [B, T, N, 6] -> {"accel" [B, T, N, 3] (frame t -> t+1),
+        "gate" [R, T, 3] or None}."""
+        hidden, edges, physics = self._inputs(states, scene)  # hidden [R, T, d]
         for layer in self.layers:
-            hidden = layer.mix(hidden, pair, allowed)
-            seq = hidden.permute(0, 2, 1, 3).reshape(b * n, t, -1)  # each body's frames: [B*N, T, d]
-            seq = seq + layer.mamba(layer.norm(seq))
-            hidden = seq.view(b, n, t, -1).permute(0, 2, 1, 3)
-        accel, gate = self._decode(hidden, physics, self.ballistic_accel(scene, t), scene)
+            hidden = layer.mix(hidden, edges)  # across bodies, each frame
+            hidden = hidden + layer.mamba(layer.norm(hidden))  # across frames, each body
+        accel, gate = self._decode(hidden, physics, scene)
         return {"accel": accel, "gate": gate}
 
     def init_cache(self, scene: dict) -> list[dict]:
-        b, n = scene["body"].shape[:2]
-        return [layer.mamba.init_cache(b * n, device=scene["body"].device) for layer in self.layers]
+        rows = int(scene["body_mask"].sum())
+        return [layer.mamba.init_cache(rows, device=scene["body"].device) for layer in self.layers]
 
     def step(self, state: torch.Tensor, scene: dict, cache: list[dict]) -> tuple[torch.Tensor, list[dict]]:
         """One frame in constant time: state [B, N, 6] -> (accel [B, N, 3] to the next frame, new cache);
         stepping through frames gives what `forward` gives on them all at once."""
-        b, n, _ = state.shape
-        hidden, pair, allowed, physics = self._inputs(state.unsqueeze(1), scene)  # T = 1
+        hidden, edges, physics = self._inputs(state.unsqueeze(1), scene)  # T = 1: hidden [R, 1, d]
         new_cache = []
         for layer, layer_cache in zip(self.layers, cache, strict=True):
-            hidden = layer.mix(hidden, pair, allowed)
-            flat = hidden.reshape(b * n, -1)
-            out, layer_cache = layer.mamba.step(layer.norm(flat), layer_cache)
-            hidden = (flat + out).view(b, 1, n, -1)
+            hidden = layer.mix(hidden, edges)
+            out, layer_cache = layer.mamba.step(layer.norm(hidden[:, 0]), layer_cache)
+            hidden = hidden + out.unsqueeze(1)
             new_cache.append(layer_cache)
-        accel, _ = self._decode(hidden, physics, self.ballistic_accel(scene, 1), scene)
+        accel, _ = self._decode(hidden, physics, scene)
         return accel[:, 0], new_cache
 
     # ------------------------------------------------------------ training
@@ -627,7 +697,11 @@ class PhysicsSSM(nn.Module):
         nxt = integrate(inputs, accel, batch["dt"][:, None, None], batch["substeps"][:, None, None])
         radius = inscribed_radius(batch["body"])  # [B, N]
         pos = nxt[..., :2]
-        pen_s = static_penetration(pos, radius, batch["statics"], batch["static_mask"])  # [B, T, N]
+        sc, who = self.rows(batch)
+        pen_s = torch.zeros_like(pos[..., 0])  # [B, T, N]
+        pen_s[sc, :, who] = static_penetration(
+            pos[sc, :, who], radius[sc, who], batch["statics"][sc], batch["static_mask"][sc]
+        )
         b, n = radius.shape
         pairs = batch["body_mask"][:, :, None] & batch["body_mask"][:, None, :]
         pairs &= ~torch.eye(n, dtype=torch.bool, device=pos.device)
