@@ -33,8 +33,12 @@ terms on the one-step predictions: penetration of each dynamic body into static 
 bodies (with an inscribed radius, so resting contact costs nothing), and jerk (the change of the
 predicted normalised acceleration between frames).
 
-Batches are padded per scene (not graph batches): states [B, T, N, 6] with body_mask [B, N]; see
-`pad_scenes` and `collate_sequences`.
+Batches arrive padded per scene: states [B, T, N, 6] with body_mask [B, N] (`pad_scenes`,
+`collate_sequences`); inside, the network works on the R real bodies as rows, hidden [R, T, d], and
+on the (receiver, sender) pairs of each frame as edges, so padding costs no compute.
+
+Speed on a CPU: the parallel scan is memory-bound and slower than a loop over time there (1.2-1.8x for
+training, bench/bench_ssm.py and BENCHMARKS.md); it is the form a GPU wants.
 """
 
 from __future__ import annotations
