@@ -91,6 +91,21 @@ FAMILIES: dict[str, dict] = {
             "context_frames": 3,
         },
     },
+    "ssm": {
+        "model": "physworld.models.ssm",
+        "recipe": "physworld.recipes.ssm",
+        "configs": "configs/ssm",
+        "tiny": "tiny.yaml",
+        "train": "ssm",
+        "recipe_id": "ssm",
+        "aliases": [],
+        "tiny_test": {
+            "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
+            "checkpoint": "checkpoints/latest.safetensors",
+            "needs": [],
+            "context_frames": 3,
+        },
+    },
 }
 
 
