@@ -730,7 +730,7 @@ def rollouts(model: PhysicsSSM, scenes: list[dict], context: int, rollout: int, 
     """Roll out many scenes at once: the context frames run through `step` (their true states), then
     each predicted frame is fed back; the state carries on, one constant-time step per frame. Kinematic
     bodies follow their ground truth, as in every evaluation rollout. -> [context + rollout, N, 6] each."""
-    from physworld.evaluation.rollout import kinematic_mask
+    from physworld.models.rollout_utils import kinematic_mask
 
     if context < 1:
         raise ValueError("--context-frames must be at least 1")
