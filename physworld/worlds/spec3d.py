@@ -20,8 +20,9 @@ lz] full edge lengths | "radius", "height" along the body's z axis), "mass", "ma
 "linear_damping", "angular_damping", "position": [3], "orientation": [qx, qy, qz, qw], "velocity":
 [3], "angular_velocity": [3] (world frame, rad/s)}. "restitution" is what PyBullet is given;
 PyBullet multiplies it by the restitution of whatever the body hits, and its solver adds its own
-losses, so "effective_restitution" is the coefficient actually measured by dropping the body's
-material onto this scene's floor from 1 m (bounce height = effective_restitution^2 x drop height).
+losses, so "effective_restitution" is the coefficient actually measured by dropping a ball of the
+body's restitution onto this scene's floor (bounce height = effective_restitution^2 x drop height,
+averaged over drops from 0.25 to 2 m; PyBullet's bounces vary a few percent with impact speed).
 
 A static is {"kind": "plane", "normal", "offset", "extent"} (infinite for physics; `extent` is the
 half size a renderer should draw) or {"kind": "box", "size", "position", "orientation"}, each with
