@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("pybullet")
 
 from physworld.data.generate import GenerateConfig, generate  # noqa: E402
-from physworld.data.store import Dataset  # noqa: E402
+from physworld.data.store import Dataset, StoreError  # noqa: E402
 from physworld.data.validate import validate  # noqa: E402
+from physworld.data.windows import prepare  # noqa: E402
 from physworld.worlds.bullet import STATE_FIELDS_3D, simulate  # noqa: E402
 from physworld.worlds.checks import escaped_bodies, spawn_problems  # noqa: E402
 from physworld.worlds.registry import (  # noqa: E402
@@ -130,3 +131,7 @@ def test_generate_store_and_validate_3d(tmp_path):
     report = validate(tmp_path / "w1", check_physics=True, resimulate="all")
     assert report.ok, [f.message for f in report.findings]
     assert report.num_scenes == len(ds)
+    with pytest.raises(StoreError, match="holds 3D scenes"):  # the 2D window view says so, not crashes
+        prepare(tmp_path / "w1", tmp_path / "windows")
+    with pytest.raises(ValueError, match="jsonl holds 2D scenes only"):
+        generate(config, tmp_path / "jsonl", progress=False, fmt="jsonl")
