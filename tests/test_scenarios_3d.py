@@ -45,6 +45,7 @@ def test_builds_steps_and_stays_plausible(scenario_type):
                 assert b["color"] in COLORS and b["material"] in MATERIALS, where
                 assert 0.0 <= b["effective_restitution"] <= 1.1, where
             assert set(spec["camera"]) == {"position", "target", "up", "fov", "near", "far"}
+            assert _in_view(spec["camera"], [b["position"] for b in spec["bodies"]]), f"{where}: off camera"
             assert not spawn_problems(spec), f"{where}: {spawn_problems(spec)}"
             states = simulate(spec, FRAMES)["states"]
             assert states.shape == (FRAMES + 1, len(spec["bodies"]), len(STATE_FIELDS_3D))
@@ -79,6 +80,23 @@ def test_identical_bytes_in_a_worker_process():
     with ctx.Pool(1) as pool:
         there = pool.map(_run_in_child, jobs)
     assert here == there
+
+
+def _in_view(camera: dict, points) -> bool:
+    """Whether every point lies inside the camera's square view (pinhole, vertical fov)."""
+    pos, target, up = (np.asarray(camera[k], dtype=np.float64) for k in ("position", "target", "up"))
+    forward = (target - pos) / np.linalg.norm(target - pos)
+    right = np.cross(forward, up)
+    right /= np.linalg.norm(right)
+    true_up = np.cross(right, forward)
+    d = np.asarray(points, dtype=np.float64) - pos
+    depth = d @ forward
+    half = np.tan(np.radians(camera["fov"]) / 2) * depth
+    return bool(
+        (depth > camera["near"]).all()
+        and (np.abs(d @ right) <= half).all()
+        and (np.abs(d @ true_up) <= half).all()
+    )
 
 
 def _complexity(spec):
