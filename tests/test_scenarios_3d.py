@@ -61,6 +61,11 @@ def test_same_seed_same_scene_bit_for_bit(scenario_type):
     b = simulate(make_spec(scenario_type, 3, 7), 36)
     assert a["states"].tobytes() == b["states"].tobytes()
     assert all(np.array_equal(a["events"][k], b["events"][k]) for k in a["events"])
+    # Simulating further extends the same trajectory (what predictive questions rely on).
+    longer = simulate(make_spec(scenario_type, 3, 7), 48)
+    assert longer["states"][:37].tobytes() == a["states"].tobytes()
+    early = longer["events"]["frame"] <= 36
+    assert all(np.array_equal(longer["events"][k][early], a["events"][k]) for k in a["events"])
     assert make_spec(scenario_type, 3, 7) != make_spec(scenario_type, 3, 8), "seed must matter"
 
 
