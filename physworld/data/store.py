@@ -13,6 +13,8 @@ field (x, y, angle, vx, vy, angular_velocity), each a list of per-body tracks in
 [body][frame], frame 0 being the initial state. That layout plus Parquet's BYTE_STREAM_SPLIT
 encoding compresses smooth tracks far better than frame-major rows (bench/bench_storage.py).
 The full scene spec (world, statics, bodies, constraints) is a canonical JSON string in `spec`.
+A dataset holds one dimensionality (manifest `dims`): 3D scenes (PyBullet, spec3d.py) store the
+columns x, y, z, qx, qy, qz, qw, vx, vy, vz, wx, wy, wz in place of the 2D six, the same way.
 
 Any Parquet reader works without physworld:
 
@@ -40,6 +42,7 @@ import pyarrow.parquet as pq
 
 import physworld
 from physworld.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from physworld.worlds.bullet import ENGINE_3D, STATE_FIELDS_3D
 from physworld.worlds.engine import ENGINE, STATE_FIELDS
 
 FORMAT_VERSION = 1
@@ -50,27 +53,53 @@ ROWS_PER_GROUP = 8  # scenes per Parquet row group: the unit read when looking u
 ZSTD_LEVEL = 3  # higher levels save ~3% space for 2-7x the write time (bench/bench_storage.py)
 
 _TRACKS = pa.list_(pa.list_(pa.float32()))
-SCHEMA = pa.schema(
-    [
-        ("scene_id", pa.int64()),
-        ("seed", pa.int64()),
-        ("scenario_type", pa.string()),
-        ("category", pa.string()),
-        ("difficulty", pa.int8()),
-        ("num_frames", pa.int32()),  # including the initial frame
-        ("num_bodies", pa.int32()),
-        ("spec", pa.string()),
-        *[(f, _TRACKS) for f in STATE_FIELDS],
-        ("event_frame", pa.list_(pa.int32())),
-        ("event_body_a", pa.list_(pa.int32())),  # -1 is the static world
-        ("event_body_b", pa.list_(pa.int32())),
-        ("event_impulse", pa.list_(pa.float32())),
-    ]
-)
+
+
+def _schema(state_fields) -> pa.Schema:
+    return pa.schema(
+        [
+            ("scene_id", pa.int64()),
+            ("seed", pa.int64()),
+            ("scenario_type", pa.string()),
+            ("category", pa.string()),
+            ("difficulty", pa.int8()),
+            ("num_frames", pa.int32()),  # including the initial frame
+            ("num_bodies", pa.int32()),
+            ("spec", pa.string()),
+            *[(f, _TRACKS) for f in state_fields],
+            ("event_frame", pa.list_(pa.int32())),
+            ("event_body_a", pa.list_(pa.int32())),  # -1 is the static world
+            ("event_body_b", pa.list_(pa.int32())),
+            ("event_impulse", pa.list_(pa.float32())),
+        ]
+    )
+
+
+SCHEMA = _schema(STATE_FIELDS)
+SCHEMA_3D = _schema(STATE_FIELDS_3D)
+FIELDS_BY_DIMS = {2: STATE_FIELDS, 3: STATE_FIELDS_3D}
+SCHEMA_BY_DIMS = {2: SCHEMA, 3: SCHEMA_3D}
+
+
+def _fields_of(records: list[dict]) -> tuple[str, ...]:
+    """The state fields of a batch of records, which must all have one dimensionality."""
+    widths = {r["states"].shape[-1] for r in records}
+    if len(widths) > 1:
+        raise StoreError("a shard cannot mix 2D and 3D scenes; generate them into separate datasets")
+    width = widths.pop() if widths else len(STATE_FIELDS)
+    return STATE_FIELDS_3D if width == len(STATE_FIELDS_3D) else STATE_FIELDS
+
+
+def _table_fields(table: pa.Table) -> tuple[str, ...]:
+    return STATE_FIELDS_3D if "qw" in table.column_names else STATE_FIELDS
+
+
 INDEX_COLUMNS = ["scene_id", "scenario_type", "category", "difficulty", "seed", "num_bodies"]
 
 
 UNITS = {"length": "px (1 px = 1 cm)", "time": "s", "angle": "rad", "y_axis": "up"}
+UNITS_3D = {"length": "m", "time": "s", "angle": "rad", "z_axis": "up", "quaternion": "xyzw"}
+UNITS_BY_DIMS = {2: UNITS, 3: UNITS_3D}
 MANIFEST_LIMIT = 64 << 20  # bytes; no manifest comes near this, and nothing larger is read
 INDEX_LIMIT = 1 << 30  # the same bound for an index written before manifests recorded its size
 
@@ -178,8 +207,12 @@ def manifest_structure_problems(manifest) -> list[str]:
         problems.append(f"scenes_per_type: expected {{type: count}}, got {per_type!r}")
     if not isinstance(manifest.get("config"), dict):
         problems.append(f"config: expected an object, got {manifest.get('config')!r}")
-    if manifest.get("state_fields") != list(STATE_FIELDS):
-        problems.append(f"state_fields: expected {list(STATE_FIELDS)}, got {manifest.get('state_fields')!r}")
+    dims = manifest.get("dims", 2)  # manifests written before 3D worlds have no dims: 2D
+    if dims not in FIELDS_BY_DIMS or isinstance(dims, bool):
+        problems.append(f"dims: expected 2 or 3, got {dims!r}")
+    elif manifest.get("state_fields") != list(FIELDS_BY_DIMS[dims]):
+        fields = list(FIELDS_BY_DIMS[dims])
+        problems.append(f"state_fields: expected {fields} for {dims}D, got {manifest.get('state_fields')!r}")
     return problems
 
 
@@ -266,7 +299,9 @@ def index_problems(index: pa.Table, manifest: dict) -> list[tuple[int | None, st
 
 
 def records_to_table(records: list[dict]) -> pa.Table:
-    """Scene records (see generate.py) to an Arrow table with SCHEMA, built column-wise in numpy."""
+    """Scene records (see generate.py) to an Arrow table with SCHEMA (SCHEMA_3D for 3D scenes),
+    built column-wise in numpy."""
+    state_fields = _fields_of(records)
     n_frames = [r["states"].shape[0] for r in records]
     n_bodies = [r["states"].shape[1] for r in records]
     body_counts = np.array([0, *n_bodies], dtype=np.int64)
@@ -284,7 +319,7 @@ def records_to_table(records: list[dict]) -> pa.Table:
         "num_bodies": pa.array(n_bodies, pa.int32()),
         "spec": pa.array([canonical_json(r["spec"]) for r in records], pa.string()),
     }
-    for k, field in enumerate(STATE_FIELDS):
+    for k, field in enumerate(state_fields):
         # [frames, bodies] -> [bodies, frames]: one contiguous track per body
         values = np.concatenate([np.ascontiguousarray(r["states"][:, :, k].T).ravel() for r in records])
         tracks = pa.ListArray.from_arrays(pa.array(track_offsets), pa.array(values, pa.float32()))
@@ -296,12 +331,14 @@ def records_to_table(records: list[dict]) -> pa.Table:
         ("event_impulse", "impulse", pa.float32()),
     ):
         columns[name] = pa.array([np.asarray(r["events"][key]) for r in records], pa.list_(typ))
-    return pa.table(columns, schema=SCHEMA)
+    return pa.table(columns, schema=SCHEMA_3D if state_fields == STATE_FIELDS_3D else SCHEMA)
 
 
 def table_to_records(table: pa.Table) -> list[dict]:
-    """The inverse of records_to_table (states come back as float32 [frames, bodies, 6])."""
+    """The inverse of records_to_table (states come back as float32 [frames, bodies, 6], or
+    [frames, bodies, 13] for 3D scenes)."""
     out = []
+    state_fields = _table_fields(table)
     meta = table.select(
         ["scene_id", "seed", "scenario_type", "category", "difficulty", "num_frames", "num_bodies", "spec"]
     ).to_pylist()
@@ -310,7 +347,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
     # flatten() honours list offsets (unlike .values on a slice), giving each column's values in scene order
     fields = [
         table.column(f).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-        for f in STATE_FIELDS
+        for f in state_fields
     ]
     events = {}
     for k in ("frame", "body_a", "body_b", "impulse"):
@@ -319,7 +356,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
         events[k] = np.split(col.flatten().to_numpy(zero_copy_only=False), np.cumsum(lengths)[:-1])
     for i, m in enumerate(meta):
         nf, nb = m["num_frames"], m["num_bodies"]
-        states = np.empty((nf, nb, len(STATE_FIELDS)), dtype=np.float32)
+        states = np.empty((nf, nb, len(state_fields)), dtype=np.float32)
         for k, values in enumerate(fields):
             states[:, :, k] = values[starts[i] : starts[i + 1]].reshape(nb, nf).T
         out.append(
@@ -339,6 +376,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
 
 def shard_bytes(records: list[dict]) -> bytes:
     """One shard's Parquet bytes. Deterministic: same records, same pyarrow version, same bytes."""
+    state_fields = _fields_of(records)
     buf = io.BytesIO()
     pq.write_table(
         records_to_table(records),
@@ -347,7 +385,7 @@ def shard_bytes(records: list[dict]) -> bytes:
         compression="zstd",
         compression_level=ZSTD_LEVEL,
         use_dictionary=["scenario_type", "category"],
-        use_byte_stream_split=[f"{f}.list.element.list.element" for f in STATE_FIELDS]
+        use_byte_stream_split=[f"{f}.list.element.list.element" for f in state_fields]
         + ["event_impulse.list.element"],
         write_statistics=["scene_id", "difficulty", "scenario_type"],
     )
@@ -393,13 +431,15 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
     atomic_write_bytes(root / INDEX, buf.getvalue())
     types = index.column("scenario_type").to_pylist() if index.num_rows else []
     counts = {t: types.count(t) for t in dict.fromkeys(types)}
+    dims = config.get("dims", 2)
     manifest = {
         "format": "physworld-scenes",
         "format_version": FORMAT_VERSION,
         "physworld_version": physworld.__version__,
-        "engine": ENGINE,
-        "state_fields": list(STATE_FIELDS),
-        "units": UNITS,
+        "engine": ENGINE_3D if dims == 3 else ENGINE,
+        "dims": dims,
+        "state_fields": list(FIELDS_BY_DIMS[dims]),
+        "units": UNITS_BY_DIMS[dims],
         "config": config,
         "num_scenes": index.num_rows,
         "scenes_per_type": counts,
@@ -449,11 +489,11 @@ def _dataset_card(manifest: dict) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def shard_layout_problem(pf: pq.ParquetFile, num_scenes: int) -> str | None:
+def shard_layout_problem(pf: pq.ParquetFile, num_scenes: int, dims: int = 2) -> str | None:
     """What in an opened shard's metadata breaks scene lookups, or None: the schema, the row count the
     manifest lists, and ROWS_PER_GROUP rows in every row group but the last (lookups compute a
     scene's row group as row // ROWS_PER_GROUP)."""
-    if not pf.schema_arrow.equals(SCHEMA):
+    if not pf.schema_arrow.equals(SCHEMA_BY_DIMS[dims]):
         return "schema differs from the store's (columns, types or event columns changed)"
     if pf.metadata.num_rows != num_scenes:
         return f"{pf.metadata.num_rows} scenes, the manifest lists {num_scenes}"
@@ -476,9 +516,10 @@ def nonfinite_problem(record: dict) -> str | None:
     if not bad.any():
         return None
     frame, body, field = (int(v) for v in np.argwhere(bad)[0])
+    fields = STATE_FIELDS_3D if states.shape[-1] == len(STATE_FIELDS_3D) else STATE_FIELDS
     return (
         f"scene {record['scene_id']} ({record['scenario_type']}) has {int(bad.sum())} non-finite state "
-        f"value(s), the first {states[frame, body, field]} in field {STATE_FIELDS[field]} at frame {frame}, "
+        f"value(s), the first {states[frame, body, field]} in field {fields[field]} at frame {frame}, "
         f"body {body}"
     )
 
@@ -559,6 +600,11 @@ class Dataset:
         return self.index.num_rows
 
     @property
+    def dims(self) -> int:
+        """2 (pymunk scenes, states [frames, bodies, 6]) or 3 (PyBullet, [frames, bodies, 13])."""
+        return int(self.manifest.get("dims", 2))
+
+    @property
     def scene_ids(self) -> list[int]:
         return self.index.column("scene_id").to_pylist()
 
@@ -583,7 +629,7 @@ class Dataset:
                 raise DataDamageError(
                     f"{path}: not a readable Parquet file ({e}); {self._validate_hint()}"
                 ) from e
-            problem = shard_layout_problem(pf, entry["num_scenes"])
+            problem = shard_layout_problem(pf, entry["num_scenes"], self.dims)
             if problem:
                 raise DataDamageError(f"{path}: {problem}; {self._validate_hint()}")
             self._files[k] = pf
