@@ -730,7 +730,7 @@ def _hit(hit: set, key: tuple) -> bool:
 def _explanatory(sc: _Scene, rng) -> list[dict]:
     """Which earlier collision caused an event: each candidate is removed and the scene re-simulated;
     the cause is the one candidate without which the event no longer happens."""
-    out = []
+    named, none = [], []
     ev = sc.events
     targets = []
     seen_falls = set()
@@ -772,8 +772,14 @@ def _explanatory(sc: _Scene, rng) -> list[dict]:
                 still[c] = any(e["kind"] == "collide" and _key_of(e) == _key_of(t) for e in cf)
         causes = [c for c in candidates if not still[c]]
         if len(causes) > 1:
-            continue
+            continue  # several sufficient causes: no single answer
         answer = sc.bn[causes[0]] if causes else "none of them"
+        # bodies that never touched the parties before are wrong by construction; they pad the
+        # choices to four, so that a blind guess is not a coin toss between a candidate and "none"
+        options = [sc.bn[c] for c in candidates] + ["none of them"]
+        others = [sc.bn[i] for i in sc.referable_bodies() if i not in candidates and i not in parties]
+        options += [others[k] for k in rng.permutation(len(others))[: max(0, 4 - len(options))]]
+        options.sort()
         if t["kind"] == "fall":
             question = f"Which object's collision caused {sc.body(t['objects'][0])} to fall?"
             template = "cause_of_fall"
@@ -781,7 +787,7 @@ def _explanatory(sc: _Scene, rng) -> list[dict]:
             a, b = t["objects"]
             question = f"Which object is responsible for the collision between {sc.body(a)} and {sc.body(b)}?"
             template = "cause_of_collision"
-        out.append(
+        (named if causes else none).append(
             _question(
                 "explanatory",
                 template,
@@ -794,12 +800,13 @@ def _explanatory(sc: _Scene, rng) -> list[dict]:
                         sc.bn[c]: {"collided_before": True, "event_without_it": still[c]} for c in candidates
                     },
                 },
-                sorted([sc.bn[c] for c in candidates] + ["none of them"]),
+                options,
             )
         )
-        if len(out) >= 2:
+        if len(named) >= 2:
             break
-    return out
+    # "none of them" no more often than a named cause, so it is never the safe guess
+    return named + none[: len(named)]
 
 
 def _predictive(sc: _Scene, rng) -> list[dict]:
