@@ -461,3 +461,60 @@ def strong_3d(spec, run, onset):
     rel = v[[f0, f1], a] - (v[[f0, f1], b] if b >= 0 else 0.0)
     change = rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) / 24.0 if b < 0 else 0.0)
     return np.linalg.norm(change) >= captions.COLLIDE_MIN_DV
+
+
+# ---------------------------------------------------------------- physworld captions (a dataset's captions on disk)
+
+
+def test_captions_verb_is_resumable_and_independent_of_workers(tmp_path, capsys):
+    from physworld.cli import main
+
+    data = tmp_path / "data"
+    assert main(["generate", "--output-dir", str(data), "--scenario-types", "head_on", "tower",
+                 "--num-scenes-per-type", "2", "--frames-per-scene", "40", "--scenes-per-shard", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--num-workers", "1", "--quiet"])
+        == 0
+    )
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(two), "--num-workers", "2", "--quiet"])
+        == 0
+    )
+    files = sorted(p.name for p in one.iterdir())
+    assert files == ["captions.json", "captions_00000.jsonl", "captions_00001.jsonl"]
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+    lines = [json.loads(line) for f in files[1:] for line in (one / f).read_text().splitlines()]
+    assert sorted(r["scene_id"] for r in lines) == [0, 1, 2, 3] and all(r["caption"] for r in lines)
+    # an interrupted run resumes: a lost file is rewritten byte for byte, the others are kept
+    before = (one / files[1]).read_bytes()
+    (one / files[2]).unlink()
+    (one / ".captions_00001.jsonl.tmp123").write_text("half written")
+    assert main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--quiet"]) == 0
+    assert (one / files[2]).read_bytes() == (two / files[2]).read_bytes() and (
+        one / files[1]
+    ).read_bytes() == before
+    assert sorted(p.name for p in one.iterdir()) == files
+    capsys.readouterr()
+    # mistakes: one line, exit 2, nothing written is lost
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--horizon-frames", "20"]) == 2
+    )
+    assert "differs in: horizon_frames" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "captions",
+                "--data-dir",
+                str(data),
+                "--output-dir",
+                str(tmp_path / "x"),
+                "--horizon-frames",
+                "41",
+            ]
+        )
+        == 2
+    )
+    assert "--horizon-frames 41" in capsys.readouterr().err
+    assert (one / files[1]).read_bytes() == before

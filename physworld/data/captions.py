@@ -1092,3 +1092,124 @@ def describe_scene(
     }
     # one JSON round trip: plain Python types only, and the dict is exactly what a file will hold
     return json.loads(json.dumps(out))
+
+
+# ---------------------------------------------------------------- a dataset's captions on disk
+
+CAPTIONS_CONFIG = "captions.json"
+
+
+def captions_file(k: int) -> str:
+    return f"captions_{k:05d}.jsonl"
+
+
+def _caption_shard(args) -> tuple[int, int]:
+    """Describe every scene of dataset shard k and write them as one JSONL file, atomically."""
+    from physworld.data.store import Dataset
+    from physworld.fileio import atomic_write_bytes
+
+    data_dir, out_dir, k, horizon, predict = args
+    ds = Dataset(data_dir)
+    lines = []
+    for rec in table_to_records_of_shard(ds, k):
+        out = describe_scene(rec, horizon_frames=horizon, predict_frames=predict)
+        head = {
+            "scene_id": rec["scene_id"],
+            "scenario_type": rec["scenario_type"],
+            "difficulty": rec["difficulty"],
+        }
+        lines.append(json.dumps({**head, **out}, sort_keys=True, separators=(",", ":")))
+    atomic_write_bytes(out_dir / captions_file(k), ("\n".join(lines) + "\n").encode() if lines else b"")
+    return k, len(lines)
+
+
+def table_to_records_of_shard(ds, k: int) -> list[dict]:
+    from physworld.data.store import table_to_records
+
+    return table_to_records(ds._shard(k).read())
+
+
+def _prepare_output_dir(root, config: dict) -> None:
+    """New, or holding an unfinished or finished run of the same config; anything else is refused."""
+    from physworld.data.store import StoreError
+    from physworld.fileio import atomic_write_json
+
+    root.mkdir(parents=True, exist_ok=True)
+    existing = root / CAPTIONS_CONFIG
+    if existing.exists():
+        try:
+            old = json.loads(existing.read_text())
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{existing}: unreadable ({e}); delete it or choose another --output-dir") from e
+        if old != config:
+            diff = ", ".join(k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k))
+            raise StoreError(
+                f"{root} holds captions of another dataset or settings (differs in: {diff}); rerun with the "
+                "same arguments to resume it, or choose another --output-dir"
+            )
+        return
+    if any(not p.name.startswith(".") for p in root.iterdir()):
+        raise StoreError(
+            f"{root} is not empty and holds no physworld captions; choose an empty or new --output-dir"
+        )
+    atomic_write_json(existing, config)
+
+
+def write_captions(
+    data_dir,
+    output_dir,
+    horizon_frames: int | None = None,
+    predict_frames: int | None = None,
+    num_workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Describe every scene of a dataset into <output_dir>/captions_<shard>.jsonl, one JSON line per
+    scene ({"scene_id", "scenario_type", "difficulty"} + describe_scene's dict), one file per dataset
+    shard, each written atomically; a rerun skips the files that exist. The bytes depend only on
+    the dataset and the two frame counts, never on --num-workers or interruptions. Returns the
+    config written to <output_dir>/captions.json."""
+    import multiprocessing as mp
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from physworld.data.store import Dataset
+    from physworld.fileio import remove_stale_temporaries
+
+    ds = Dataset(data_dir)
+    frames = int(ds.manifest["config"].get("frames_per_scene", 0))
+    if horizon_frames is not None and not 1 <= horizon_frames <= frames:
+        raise ValueError(
+            f"--horizon-frames {horizon_frames}: the scenes of {data_dir} have {frames} frames after the "
+            f"first; choose 1 to {frames}"
+        )
+    if predict_frames is not None and predict_frames < 1:
+        raise ValueError(f"--predict-frames {predict_frames}: must be at least 1")
+    out = Path(output_dir)
+    config = {
+        "format": "physworld-captions",
+        "dataset": {
+            "num_scenes": ds.manifest["num_scenes"],
+            "shards": [s["sha256"] for s in ds.manifest["shards"]],
+        },
+        "horizon_frames": horizon_frames,
+        "predict_frames": predict_frames,
+    }
+    _prepare_output_dir(out, config)
+    remove_stale_temporaries(out)
+    shards = ds.manifest["shards"]
+    todo = [k for k in range(len(shards)) if not (out / captions_file(k)).exists()]
+    done = sum(s["num_scenes"] for k, s in enumerate(shards) if k not in todo)
+    jobs = [(Path(data_dir), out, k, horizon_frames, predict_frames) for k in todo]
+    with tqdm(
+        total=ds.manifest["num_scenes"], initial=done, unit="scene", desc="captions", disable=not progress
+    ) as bar:
+        if num_workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                bar.update(_caption_shard(job)[1])
+        else:
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            with ctx.Pool(min(num_workers, len(jobs))) as pool:
+                for _, n in pool.imap_unordered(_caption_shard, jobs):
+                    bar.update(n)
+    return config
