@@ -21,6 +21,40 @@ from physworld.data.captions import KIND_ORDER, PREDICT_TIME, describe_scene
 from physworld.data.generate import make_record, scene_seed
 from physworld.worlds.registry import DIFFICULTIES, dims_of, resolve_types
 
+# Words a question keeps once its objects' colours are blanked out: what a text-only model could use.
+SHAPE_WORDS = {"ball", "square", "block", "triangle", "polygon", "sphere", "cube", "cylinder", "capsule", "ground",
+               "ceiling", "wall", "ledge", "post", "ramp", "peg", "obstacle", "floor", "platform", "striped"}  # fmt: skip
+
+
+def text_prior_accuracy(seen: list) -> dict:
+    """Accuracy per question type of guessing, for each question, the answer most common in seed 0's
+    questions with the same template and the same shape and scenery words (falling back to the
+    template's most common answer): how much the question's text gives away without the video."""
+    train = [q for k, q in seen if k == 0]
+    test = [q for k, q in seen if k != 0]
+    if not train or not test:
+        return {}
+
+    def key(q):
+        words = tuple(w.strip("?,") for w in q["question"].lower().split() if w.strip("?,") in SHAPE_WORDS)
+        return q["template"], words
+
+    by_key, by_template = defaultdict(Counter), defaultdict(Counter)
+    for q in train:
+        by_key[key(q)][q["answer"]] += 1
+        by_template[q["template"]][q["answer"]] += 1
+    right, total = Counter(), Counter()
+    for q in test:
+        table = by_key.get(key(q)) or by_template.get(q["template"])
+        guess = table.most_common(1)[0][0] if table else ""
+        right[q["type"]] += guess == q["answer"]
+        total[q["type"]] += 1
+    return {
+        t: right[t] / total[t]
+        for t in ("descriptive", "explanatory", "predictive", "counterfactual")
+        if total[t]
+    }
+
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +72,7 @@ def main(argv=None) -> None:
         g = groups.setdefault(
             f"{dims}D",
             {"n": 0, "types": set(), "answers": defaultdict(Counter), "templates": defaultdict(Counter),
-             "template_type": {}, "events": Counter(), "sim_s": 0.0, "describe_s": 0.0},
+             "template_type": {}, "events": Counter(), "sim_s": 0.0, "describe_s": 0.0, "seen": []},
         )  # fmt: skip
         fps = 60 if dims == 2 else 24
         seed = scene_seed(args.seed, scenario_type, difficulty * 1000 + k)
@@ -56,6 +90,7 @@ def main(argv=None) -> None:
             g["answers"][q["type"]][q["answer"]] += 1
             g["templates"][q["template"]][q["answer"]] += 1
             g["template_type"][q["template"]] = q["type"]
+            g["seen"].append((k, q))
 
     for name, g in groups.items():
         n = g["n"]
@@ -81,6 +116,10 @@ def main(argv=None) -> None:
             top, count = c.most_common(1)[0]
             spread = ", ".join(f"{a} {v / total:.2f}" for a, v in c.most_common(4))
             print(f"| {t} | {g['template_type'][t]} | {total} | {top} | {count / total:.3f} | {spread} |")
+        prior = text_prior_accuracy(g["seen"])
+        if prior:
+            print("\nquestion-text prior (majority answer per template and shape/scenery words, fitted on seed 0, "
+                  "scored on the other seeds): " + ", ".join(f"{t} {a:.3f}" for t, a in prior.items()))  # fmt: skip
         print("\nevents per scene: " + ", ".join(f"{k} {g['events'][k] / n:.2f}" for k in KIND_ORDER))
         print(f"time per scene: simulation {1000 * g['sim_s'] / n:.1f} ms, describe_scene "
               f"{1000 * g['describe_s'] / n:.1f} ms ({g['describe_s'] / g['sim_s']:.1f}x the simulation)")  # fmt: skip

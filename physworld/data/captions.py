@@ -10,7 +10,7 @@ rules and thresholds): enter / exit (the body's centre crosses the edge of the v
 (body-body or body-static contact onsets strong enough to see), fall (a drop in free fall that does
 not follow a rise), come_to_rest (still for a quarter second after moving away) and topple (turned by
 more than 45 degrees since it was last at rest). Thresholds are physical: the 2D world has 1 px =
-1 cm, so they are stated in metres and seconds and scaled by UNITS_PER_METRE.
+1 cm, so they are stated in metres and seconds and scaled by UNITS_PER_METRE_2D.
 
 Questions come in four types. Descriptive and explanatory ones are answered from the clip's events;
 explanatory ones check each candidate cause by re-simulating the scene without it. Predictive ones
@@ -18,10 +18,14 @@ re-simulate the spec past the clip's end; counterfactual ones re-simulate it wit
 (`remove_body` drops the body, its joints and any controller's reference to it). Yes/no questions
 are sampled so that each template has as many "yes" as "no" answers in every scene.
 
-Objects are named as a viewer sees them: the colour the renderer draws (render.body_color_names by
-body index), a shape word, "striped" for kinematic bodies (the renderer stripes them), and a size
-word only when two bodies would otherwise share a name. Bodies that still share one are never the
-subject of a question.
+Objects are named as a viewer sees them: in 2D the colour the renderer draws
+(render.body_color_names by body index), a shape word and "striped" for kinematic bodies (the
+renderer stripes them); in 3D the spec's colour and shape. The material (3D) and then "small" /
+"large" are added only where two bodies would otherwise share a name; bodies that still share one
+are never the subject of a question.
+
+Works for 2D (pymunk, states [F, N, 6], 60 frames/s) and 3D (PyBullet, world.dims == 3, states
+[F, N, 13], 24 frames/s) records alike. `physworld captions` writes a whole dataset's.
 """
 
 from __future__ import annotations
