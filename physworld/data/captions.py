@@ -347,6 +347,30 @@ def _in_view(spec: dict, pos: np.ndarray) -> np.ndarray | None:
     return (depth > cam.get("near", 0.0)) & (np.abs(rel @ right) <= half) & (np.abs(rel @ up) <= half)
 
 
+def _approach_speed_3d(spec: dict, tr: dict, frame: int, a: int, b: int) -> float:
+    """Speed (m/s) at which body a approached body b (b < 0: the static geometry it touched) along
+    the contact normal in the frame before the contact began; 0 if they were separating."""
+    before = max(frame - 1, 0)
+    p = tr["pos"][before, a]
+    if b >= 0:
+        normal = p - tr["pos"][before, b]  # the line of centres: exact for spheres
+        rel = tr["vel"][before, a] - tr["vel"][before, b]
+    else:
+        s = spec["statics"][_which_static(spec, tr["pos"][frame, a])]
+        if s["kind"] == "plane":
+            normal = np.asarray(s["normal"], dtype=np.float64)
+        else:
+            q = np.asarray(s["orientation"], dtype=np.float64)
+            local = _rotate(q * np.array([-1.0, -1.0, -1.0, 1.0]), p - s["position"])
+            half = 0.5 * np.asarray(s["size"])
+            normal = p - (_rotate(q, np.clip(local, -half, half)) + s["position"])
+        rel = tr["vel"][before, a]
+    norm = float(np.linalg.norm(normal))
+    if norm == 0.0:
+        return 0.0
+    return max(0.0, -float(rel @ normal) / norm)
+
+
 def _contacts(events) -> list[tuple[int, int, int, float]]:
     """Contact onsets as (frame, body_a, body_b, impulse), from the engine's dict of arrays or lists."""
     frame = np.asarray(events["frame"]).tolist()
@@ -397,14 +421,10 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
         dv = impulse / m_eff / units
         if _dims(spec) == 3:
             # PyBullet spreads a contact's impulse over several substeps, so the onset substep's
-            # impulse understates it: take the change of the pair's relative velocity across the
-            # onset frame too (gravity's share removed), whichever is larger
-            f0, f1 = max(frame - 1, 0), min(frame + 1, last)
-            rel = tr["vel"][[f0, f1], a] - (tr["vel"][[f0, f1], b] if b >= 0 else 0.0)
-            change = (
-                rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) * dt if b < 0 else 0.0)
-            )
-            dv = max(dv, float(np.linalg.norm(change)) / units)
+            # impulse understates it. The speed at which the two approached along the contact
+            # normal in the frame before is a lower bound on the velocity change (1 + e >= 1) that
+            # a resting or sliding contact does not reach; take whichever is larger.
+            dv = max(dv, _approach_speed_3d(spec, tr, frame, a, b))
         if dv < COLLIDE_MIN_DV:
             continue
         static = _which_static(spec, tr["pos"][frame, a]) if b < 0 else None
