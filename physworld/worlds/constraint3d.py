@@ -80,7 +80,9 @@ def pendulum_3d(difficulty, rng):
 
 def newtons_cradle_3d(difficulty, rng):
     """A row of steel balls hangs from ball joints below a bar, neighbours 1 mm apart; end balls are
-    pulled out along the row and released, and the swing passes along the row to the far end.
+    pulled out along the row and released, and the swing passes along the row to the far end. After
+    the first few exchanges PyBullet, which solves touching balls together, spreads the motion over
+    the row, unlike a real cradle.
 
     Difficulty: 4 to 8 balls (one more per level); one ball is pulled out at levels 1-2, two at
     levels 3-4, and two on the left plus one on the right at level 5; the pull-back angle rises from
