@@ -102,7 +102,9 @@ class ClipConfig:
         if self.resolution % 2:
             raise ClipError(f"--clip-resolution {self.resolution}: must be even (e.g. 128 or 256)")
         if not isinstance(self.frames, int) or not 1 <= self.frames <= MAX_FRAMES:
-            raise ClipError(f"--clip-frames {self.frames}: need a whole number in [1, {MAX_FRAMES}] (MOVi: 24)")
+            raise ClipError(
+                f"--clip-frames {self.frames}: need a whole number in [1, {MAX_FRAMES}] (MOVi: 24)"
+            )
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
             raise ClipError(f"--clip-fps {self.fps}: need a positive number of frames per second (MOVi: 12)")
 
@@ -356,7 +358,10 @@ def _hf_schema() -> pa.Schema:
         if field.name in _HF_FEATURES:
             features[field.name] = _HF_FEATURES[field.name]
         elif pa.types.is_list(field.type):
-            features[field.name] = {"_type": "List", "feature": {"_type": "Value", "dtype": _dtype(field.type.value_type)}}
+            features[field.name] = {
+                "_type": "List",
+                "feature": {"_type": "Value", "dtype": _dtype(field.type.value_type)},
+            }
         else:
             features[field.name] = {"_type": "Value", "dtype": _dtype(field.type)}
     meta = {"info": {"features": features}}
@@ -364,7 +369,9 @@ def _hf_schema() -> pa.Schema:
 
 
 def _dtype(t: pa.DataType) -> str:
-    return {"string": "string", "int64": "int64", "int32": "int32", "int8": "int8", "float": "float32"}[str(t)]
+    return {"string": "string", "int64": "int64", "int32": "int32", "int8": "int8", "float": "float32"}[
+        str(t)
+    ]
 
 
 def _describe(record: dict):
@@ -435,7 +442,16 @@ def _values(table: pa.Table, name: str, dtype) -> list[np.ndarray]:
 def decode_table(table: pa.Table, images: bool = True) -> list[dict]:
     """Clip rows back to arrays with their shapes (images decoded unless images=False)."""
     meta = table.select(
-        ["scene_id", "scenario_type", "difficulty", "num_frames", "height", "width", "num_bodies", "state_dim"]
+        [
+            "scene_id",
+            "scenario_type",
+            "difficulty",
+            "num_frames",
+            "height",
+            "width",
+            "num_bodies",
+            "state_dim",
+        ]
         + ["fps", "camera", "caption"]
     ).to_pylist()
     flat = {
@@ -587,7 +603,9 @@ def _prepare_clips_dir(clips_dir: Path, clip_config: dict) -> None:
             raise ClipError(f"{existing}: unreadable ({e}); delete {clips_dir} and render again") from e
         if old != clip_config:
             diff = [k for k in sorted(set(old) | set(clip_config)) if old.get(k) != clip_config.get(k)]
-            detail = "; ".join(f"{k}: existing {old.get(k)!r}, requested {clip_config.get(k)!r}" for k in diff)
+            detail = "; ".join(
+                f"{k}: existing {old.get(k)!r}, requested {clip_config.get(k)!r}" for k in diff
+            )
             raise ClipError(
                 f"{clips_dir} holds other clips ({detail}). Rerun with the same settings to resume them, "
                 "or pass --clips-dir for a new folder"
@@ -648,7 +666,9 @@ class Clips:
         except json.JSONDecodeError as e:
             raise ClipError(f"{path}: not valid JSON ({e}); render the clips again") from e
         if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise ClipError(f"{path}: format_version {self.manifest.get('format_version')!r}, this reads {FORMAT_VERSION}")
+            raise ClipError(
+                f"{path}: format_version {self.manifest.get('format_version')!r}, this reads {FORMAT_VERSION}"
+            )
 
     def __len__(self) -> int:
         return self.manifest["num_clips"]
