@@ -131,7 +131,7 @@ class ClipConfig:
             raise ClipError(
                 f"{source}: scenes have {frames_per_scene} frames after the first, but {self.frames} clip "
                 f"frames at {self.fps:g} frames/s (plus one step for the forward flow) need {need}; use "
-                f"--clip-frames {most} or lower --clip-fps, or regenerate with --frames-per-scene {need}"
+                f"--clip-frames {most} or a higher --clip-fps, or regenerate with --frames-per-scene {need}"
             )
 
     def to_dict(self) -> dict:
@@ -143,6 +143,14 @@ class ClipConfig:
 
 def sim_fps_of(spec: dict) -> float:
     return 1.0 / float(spec["world"]["dt"])
+
+
+def check_types(config: ClipConfig, scenario_types, frames_per_scene: int) -> None:
+    """Refuse, before anything is simulated, clips the scenes of these types could not hold."""
+    from physworld.worlds.registry import make_spec, resolve_types
+
+    for rate in sorted({sim_fps_of(make_spec(t, 1, 0)) for t in resolve_types(scenario_types)}):
+        config.check_scene_length(rate, frames_per_scene, "--frames-per-scene")
 
 
 def is_3d(record: dict) -> bool:
