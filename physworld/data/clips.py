@@ -106,7 +106,7 @@ class ClipConfig:
                 f"--clip-frames {self.frames}: need a whole number in [1, {MAX_FRAMES}] (MOVi: 24)"
             )
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
-            raise ClipError(f"--clip-fps {self.fps}: need a positive number of frames per second (MOVi: 12)")
+            raise ClipError(f"--clip-fps {self.fps:g}: need a positive number of frames per second (MOVi: 12)")
 
     def stride(self, sim_fps: float) -> int:
         """Simulated frames per clip frame; the clip rate must divide the simulation's rate."""

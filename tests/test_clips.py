@@ -1,0 +1,360 @@
+"""Clips: ground truth that agrees with the states, stored deterministically, resumably, checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from physworld.cli import main
+from physworld.data import clips as C
+from physworld.data.clip_view import ClipDataset, collate_clips, prepare_clips
+from physworld.data.generate import GenerateConfig, generate, make_record
+from physworld.data.store import Dataset
+from physworld.data.validate import validate
+from physworld.fileio import sha256_file
+from tests.test_generate_store import assert_same_tree
+
+SMALL = dict(
+    scenario_types=("collision", "pendulum"), num_scenes_per_type=2, frames_per_scene=20, scenes_per_shard=4
+)
+TINY = C.ClipConfig(resolution=32, frames=4, fps=15)  # stride 4: frames 0, 4, 8, 12; flow to 16
+
+
+@pytest.fixture(scope="module")
+def clip_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips") / "ds"
+    generate(GenerateConfig(**SMALL, seed=5), root, num_workers=1, progress=False)
+    C.render_clips(root, TINY, num_workers=1, progress=False)
+    return root
+
+
+def test_clip_streams_agree_with_the_states(clip_dataset):
+    ds = Dataset(clip_dataset)
+    clips = list(C.Clips(clip_dataset / "clips").iter_clips())
+    assert [c["scene_id"] for c in clips] == ds.scene_ids == list(range(len(ds)))
+    for clip in clips:
+        rec = ds.scene(clip["scene_id"])
+        assert clip["frame_indices"].tolist() == [0, 4, 8, 12]
+        assert clip["states"].tobytes() == rec["states"][[0, 4, 8, 12]].tobytes()
+        assert clip["rgb"].shape == (4, 32, 32, 3) and clip["rgb"].dtype == np.uint8
+        assert clip["segmentation"].shape == (4, 32, 32) and clip["depth"] is None
+        # Counts and boxes are those of the segmentation.
+        for t in range(4):
+            for i in range(clip["states"].shape[1]):
+                where = np.argwhere(clip["segmentation"][t] == i + 1)
+                assert clip["visible_pixels"][t, i] == len(where)
+                if len(where):
+                    assert clip["bboxes"][t, i].tolist() == [*where.min(0), *where.max(0)]
+                else:
+                    assert clip["bboxes"][t, i].tolist() == [-1, -1, -1, -1]
+
+
+def test_every_fully_visible_centre_is_inside_its_mask():
+    """Project each body's centre with the clip's camera: it falls in its own mask (a 64 px clip)."""
+    from physworld.data.validate_clips import project_centres
+
+    checked = 0
+    for t, d in (("billiards", 3), ("tower", 2), ("pendulum", 1), ("dominos", 4)):
+        rec = dict(make_record(0, t, d, 7, 40), scene_id=0)
+        clip = dict(C.render_clip(rec, C.ClipConfig(resolution=64, frames=8, fps=12)), scene_id=0)
+        centre = project_centres(clip)
+        scale = min(clip["camera"]["scale"])
+        for f, i in zip(*np.nonzero(clip["visible_fraction"] >= 0.99), strict=True):
+            col, row = np.floor(centre[f, i]).astype(int)
+            if _thinnest(rec["spec"]["bodies"][i]) * scale >= 2:  # at least 2 px across: exact
+                assert clip["segmentation"][f, row, col] == i + 1, (t, f, i)
+            else:  # thinner than 2 px (a domino at 64 px): its centre may fall between pixel centres
+                assert (clip["segmentation"][f, row - 1 : row + 2, col - 1 : col + 2] == i + 1).any(), (
+                    t,
+                    f,
+                    i,
+                )
+            checked += 1
+    assert checked > 50
+
+
+def _thinnest(body: dict) -> float:
+    if body["shape"] == "circle":
+        return 2 * body["radius"]
+    if body["shape"] == "box":
+        return min(body["width"], body["height"])
+    v = np.asarray(body["vertices"])
+    return float(min(np.ptp(v[:, 0]), np.ptp(v[:, 1])))
+
+
+def test_flow_moves_pixels_onto_their_body_in_the_next_frame():
+    """Follow each ball pixel's centre along its flow: it lands inside the same ball at the next clip
+    frame (exactly, in world coordinates), and a ball that does not turn moves every pixel by its
+    centre's shift."""
+    rec = dict(make_record(0, "billiards", 4, 3, 130), scene_id=0)
+    clip = C.render_clip(rec, C.ClipConfig(resolution=128, frames=24, fps=12))
+    seg, flow, cam = clip["segmentation"].astype(int), clip["flow"], clip["camera"]
+    states, idx = rec["states"].astype(np.float64), np.arange(25) * 5
+    bodies = rec["spec"]["bodies"]
+    assert all(b["shape"] == "circle" for b in bodies)
+    checked = 0
+    for t in range(24):
+        rows, cols = np.nonzero((seg[t] >= 1) & (seg[t] < C.SEG_STATIC))
+        body = seg[t, rows, cols] - 1
+        col2 = cols + 0.5 + flow[t, rows, cols, 0]
+        row2 = rows + 0.5 + flow[t, rows, cols, 1]
+        x = col2 / cam["scale"][0]
+        y = cam["world_height"] - (row2 - cam["pad_rows"]) / cam["scale"][1]
+        centre = states[idx[t + 1], body, :2]
+        radius = np.array([bodies[i]["radius"] for i in body])
+        assert np.all(np.hypot(x - centre[:, 0], y - centre[:, 1]) <= radius * (1 + 1e-5)), t
+        checked += len(rows)
+    assert checked > 1000
+    # Pure translation: a ball's pixels all move by the projected shift of its centre.
+    cam, states = clip["camera"], rec["states"]
+    idx = np.arange(25) * 5
+    for i in range(states.shape[1]):
+        for t in range(23):
+            px = np.nonzero(seg[t] == i + 1)
+            if not len(px[0]):
+                continue
+            shift = C.project_2d(states[idx[t + 1], i, :2], cam) - C.project_2d(states[idx[t], i, :2], cam)
+            turn = states[idx[t + 1], i, 2] - states[idx[t], i, 2]
+            if abs(turn) < 1e-9:
+                assert np.allclose(flow[t][px], shift, atol=1e-3)
+    # Background and static pixels carry no flow.
+    assert np.all(flow[seg == 0] == 0) and np.all(flow[seg == C.SEG_STATIC] == 0)
+
+
+def test_one_and_two_workers_write_identical_bytes(tmp_path, clip_dataset):
+    copy = tmp_path / "ds"
+    shutil.copytree(clip_dataset, copy, ignore=shutil.ignore_patterns("clips"))
+    C.render_clips(copy, TINY, num_workers=2, progress=False)
+    assert_same_tree(copy / "clips", clip_dataset / "clips")
+
+
+def _render_cli(data_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "physworld.cli",
+        "render-clips",
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
+    root = tmp_path / "ds"
+    generate(
+        GenerateConfig(
+            ("billiards",), num_scenes_per_type=10, frames_per_scene=48, scenes_per_shard=1, seed=2
+        ),
+        root,
+        progress=False,
+    )
+    flags = ["--resolution", "64", "--frames", "12", "--fps", "15"]
+    ref = tmp_path / "ref"
+    subprocess.run(_render_cli(root, "--clips-dir", str(ref), "--num-workers", "1", *flags), check=True)
+    out = root / "clips"
+    kills = 0
+    for shards_before_kill in (0, 2, 6):
+        proc = subprocess.Popen(_render_cli(root, "--num-workers", "2", *flags), start_new_session=True)
+        while proc.poll() is None and len(list(out.glob("shards/clips-*.parquet"))) < shards_before_kill:
+            time.sleep(0.002)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    (out / "shards" / ".clips-00003.k3j9x_2a.tmp.parquet").write_bytes(b"PAR1 half a shard")
+    subprocess.run(_render_cli(root, "--num-workers", "2", *flags), check=True)
+    assert kills >= 1, "the run finished before it could be killed; make it longer"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_clips"] == 10
+    # The same bytes as an uninterrupted run (the folder name is not part of any file).
+    assert_same_tree(out, ref)
+
+
+def _rewrite_shard(clips_dir: Path, k: int, edit) -> Path:
+    """Apply `edit` to shard k's decoded rows, write it back and fix its checksum, as a careless
+    tool would; returns the shard path."""
+    path = clips_dir / C.clip_shard_name(k)
+    rows = pq.read_table(path).to_pylist()
+    edit(rows)
+    for r in rows:
+        for key in (
+            "frame_indices",
+            "depth",
+            "flow",
+            "visible_pixels",
+            "visible_fraction",
+            "bboxes",
+            "states",
+        ):
+            r[key] = np.asarray(r[key])
+    path.write_bytes(C.clip_shard_bytes(rows))
+    manifest = json.loads((clips_dir / "manifest.json").read_text())
+    manifest["shards"][k]["sha256"] = sha256_file(path)
+    (clips_dir / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+def test_validate_finds_and_locates_damage(tmp_path, clip_dataset, capsys):
+    assert validate(clip_dataset, resimulate="none").ok
+    copy = tmp_path / "ds"
+    shutil.copytree(clip_dataset, copy)
+    clips_dir = copy / "clips"
+
+    # A mask shifted away from its bodies: checksums fine, the masks check locates it.
+    def shift_masks(rows):
+        seg = np.stack([C.decode_png(f["bytes"]) for f in rows[1]["segmentation"]])
+        seg = np.roll(seg, 8, axis=2)
+        rows[1]["segmentation"] = [{"bytes": C.encode_png(f), "path": None} for f in seg]
+
+    _rewrite_shard(clips_dir, 0, shift_masks)
+    report = validate(copy, resimulate="none")
+    assert not report.ok
+    checks = {(f.check, f.scene_id) for f in report.findings}
+    assert ("masks", 1) in checks and ("clips", 1) in checks  # boxes disagree too
+
+    # A flipped byte in a shard: named by file, exit status 1.
+    shard = clips_dir / C.clip_shard_name(0)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(["validate", "--data-dir", str(copy), "--resimulate", "none", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "clips/shards/clips-00000.parquet: sha256 does not match the clips manifest" in out
+
+    # A truncated PNG frame: located by scene and frame.
+    copy2 = tmp_path / "ds2"
+    shutil.copytree(clip_dataset, copy2)
+
+    def truncate(rows):
+        rows[2]["rgb"][3] = {"bytes": rows[2]["rgb"][3]["bytes"][:40], "path": None}
+
+    _rewrite_shard(copy2 / "clips", 0, truncate)
+    report = validate(copy2, resimulate="none")
+    bad = [f for f in report.findings if f.check == "clips"]
+    assert bad and (bad[0].scene_id, bad[0].frame) == (2, 3) and "rgb frame does not decode" in bad[0].message
+
+    # An interrupted render (no manifest) is a finding that says what to run.
+    (copy2 / "clips" / "manifest.json").unlink()
+    report = validate(copy2, resimulate="none")
+    assert any("rerun physworld render-clips" in f.message for f in report.findings)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--resolution", "33"], "--clip-resolution 33: must be even"),
+        (["--resolution", "8"], "--clip-resolution 8: need a whole number of pixels in [16, 1024]"),
+        (["--frames", "0"], "--clip-frames 0: need a whole number in [1, 1000]"),
+        (["--fps", "7"], "--clip-fps 7: must divide the simulation's 60 frames/s"),
+        (["--fps", "-1"], "--clip-fps -1: need a positive number"),
+        (["--frames", "24", "--fps", "12"], "use --clip-frames 4 or a higher --clip-fps"),
+    ],
+)
+def test_bad_clip_flags_give_one_line_and_keep_what_exists(tmp_path, clip_dataset, capsys, flags, message):
+    before = {p: p.read_bytes() for p in (clip_dataset / "clips").rglob("*") if p.is_file()}
+    assert main(["render-clips", "--data-dir", str(clip_dataset), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (clip_dataset / "clips").rglob("*") if p.is_file()} == before
+
+
+def test_other_settings_in_a_clips_folder_are_refused(clip_dataset, capsys):
+    before = sha256_file(clip_dataset / "clips" / C.clip_shard_name(0))
+    assert (
+        main(
+            [
+                "render-clips",
+                "--data-dir",
+                str(clip_dataset),
+                "--resolution",
+                "64",
+                "--frames",
+                "4",
+                "--fps",
+                "15",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "holds other clips" in err and "--clips-dir" in err
+    assert sha256_file(clip_dataset / "clips" / C.clip_shard_name(0)) == before
+
+
+def test_generate_with_clips_checks_flags_before_simulating(tmp_path, capsys):
+    out = tmp_path / "g"
+    argv = ["generate", "--output-dir", str(out), "--scenario-types", "pong", "--num-scenes-per-type", "1"]
+    assert main([*argv, "--frames-per-scene", "30", "--with-clips", "--quiet"]) == 2
+    assert "--frames-per-scene" in capsys.readouterr().err and not out.exists()
+    assert (
+        main(
+            [
+                *argv,
+                "--frames-per-scene",
+                "16",
+                "--with-clips",
+                "--clip-resolution",
+                "32",
+                "--clip-frames",
+                "4",
+                "--clip-fps",
+                "15",
+                "--num-workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert C.Clips(out / "clips").manifest["num_clips"] == 1
+
+
+def test_clip_view_serves_the_stored_clips(clip_dataset):
+    view = prepare_clips(clip_dataset, progress=False)
+    assert prepare_clips(clip_dataset, progress=False) == view  # up to date: returns at once
+    ds = ClipDataset(view)
+    clips = list(C.Clips(clip_dataset / "clips").iter_clips())
+    assert len(ds) == len(clips)
+    for i in (0, len(ds) - 1):
+        item = ds[i]
+        assert item["scene_id"] == clips[i]["scene_id"]
+        for key in ("rgb", "flow", "states", "bboxes", "visible_pixels", "visible_fraction"):
+            assert np.array_equal(item[key].numpy(), clips[i][key]), key
+        assert np.array_equal(item["segmentation"].numpy(), clips[i]["segmentation"])
+    batch = collate_clips([ds[0], ds[1]])
+    assert batch["rgb"].shape == (2, 4, 32, 32, 3) and len(batch["states"]) == 2
+
+
+def test_hugging_face_datasets_opens_the_clips(clip_dataset, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    hf = datasets.load_dataset(str(clip_dataset / "clips"), split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(hf) == len(Dataset(clip_dataset)) == 12
+    row = hf[1]
+    clip = list(C.Clips(clip_dataset / "clips").iter_clips())[1]
+    assert np.array_equal(np.stack([np.asarray(im) for im in row["rgb"]]), clip["rgb"])
+    assert np.array_equal(np.stack([np.asarray(im) for im in row["segmentation"]]), clip["segmentation"])
+    assert (
+        np.asarray(row["flow"], dtype=np.float32).reshape(clip["flow"].shape).tobytes()
+        == clip["flow"].tobytes()
+    )
+
+
+def test_png_round_trip_is_lossless():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (16, 18, 3), dtype=np.uint8)
+    seg = rng.integers(0, 65536, (16, 18)).astype(np.uint16)
+    assert np.array_equal(C.decode_png(C.encode_png(rgb)), rgb)
+    assert np.array_equal(C.decode_png(C.encode_png(seg)), seg)
+    assert C.encode_png(rgb) == C.encode_png(rgb.copy())
