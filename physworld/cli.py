@@ -286,17 +286,24 @@ def cmd_quickstart(args) -> int:
 
 
 def cmd_list_scenarios(args) -> int:
-    from physworld.worlds.registry import CATEGORY_OF, HELDOUT, difficulty_docs
+    from physworld.worlds.registry import CATEGORY_OF, SCENARIOS_3D, difficulty_docs, is_heldout
 
-    docs = difficulty_docs()
-    if args.markdown:
-        print("| type | category | held out | what happens | difficulty 1 -> 5 |")
-        print("|---|---|---|---|---|")
-        for name, (what, diff) in docs.items():
-            print(f"| {name} | {CATEGORY_OF[name]} | {'yes' if name in HELDOUT else ''} | {what} | {diff} |")
-    else:
-        for name, (what, _) in docs.items():
-            print(f"{name:20s} {CATEGORY_OF[name]:11s} {'held-out' if name in HELDOUT else '':8s} {what}")
+    tables = [difficulty_docs(), difficulty_docs(SCENARIOS_3D)]  # 2D, then 3D: one markdown table each
+    for k, docs in enumerate(tables):
+        if args.markdown:
+            if k:
+                print()
+            print("| type | category | held out | what happens | difficulty 1 -> 5 |")
+            print("|---|---|---|---|---|")
+            for name, (what, diff) in docs.items():
+                print(
+                    f"| {name} | {CATEGORY_OF[name]} | {'yes' if is_heldout(name) else ''} | {what} | {diff} |"
+                )
+        else:
+            for name, (what, _) in docs.items():
+                print(
+                    f"{name:20s} {CATEGORY_OF[name]:11s} {'held-out' if is_heldout(name) else '':8s} {what}"
+                )
     return 0
 
 

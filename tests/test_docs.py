@@ -10,13 +10,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_scenario_table_matches_the_code(capsys):
+    from physworld.worlds.registry import SCENARIOS_3D
+
     assert main(["list-scenarios", "--markdown"]) == 0
-    table = capsys.readouterr().out.strip()
+    table_2d, table_3d = capsys.readouterr().out.strip().split("\n\n")  # 2D types, then 3D
     doc = (ROOT / "docs" / "SCENARIOS.md").read_text()
-    assert table in doc, (
-        "docs/SCENARIOS.md is stale: regenerate its table with `physworld list-scenarios --markdown`"
-    )
-    assert table.count("\n| ") == 35  # one row per type
+    for table in (table_2d, table_3d):
+        assert table in doc, (
+            "docs/SCENARIOS.md is stale: regenerate its tables with `physworld list-scenarios --markdown`"
+        )
+    assert table_2d.count("\n| ") == 35  # one row per type
+    assert table_3d.count("\n| ") == len(SCENARIOS_3D)
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -31,8 +31,9 @@ from physworld.data.store import (
     shard_name,
 )
 from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from physworld.worlds.bullet import ENGINE_3D
 from physworld.worlds.engine import ENGINE, simulate
-from physworld.worlds.registry import CATEGORY_OF, DIFFICULTIES, make_spec, resolve_types
+from physworld.worlds.registry import CATEGORY_OF, DIFFICULTIES, dims_of, make_spec, resolve_types
 
 CONFIG = "generation.json"  # written first: identifies the dataset a directory is being filled with
 
@@ -48,6 +49,13 @@ class GenerateConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "scenario_types", tuple(resolve_types(self.scenario_types)))
+        by_dims = {d: [t for t in self.scenario_types if dims_of(t) == d] for d in (2, 3)}
+        if by_dims[2] and by_dims[3]:
+            raise ValueError(
+                f"--scenario-types mixes 2D types ({', '.join(by_dims[2][:3])}...) and 3D types "
+                f"({', '.join(by_dims[3][:3])}...); a dataset holds one dimensionality, so generate "
+                "them into two --output-dir (3D: --scenario-types 3d, seen3d, heldout3d or 3D names)"
+            )
         lo, hi = self.difficulty_range
         if not (DIFFICULTIES[0] <= lo <= hi <= DIFFICULTIES[-1]):
             raise ValueError(
@@ -62,12 +70,19 @@ class GenerateConfig:
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"--seed must be in [0, 2**63), got {self.seed}")
 
+    @property
+    def dims(self) -> int:
+        return dims_of(self.scenario_types[0]) if self.scenario_types else 2
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["scenario_types"] = list(self.scenario_types)
         d["difficulty_range"] = list(self.difficulty_range)
         d["format_version"] = FORMAT_VERSION
         d["engine"] = ENGINE
+        if self.dims == 3:  # 2D configs stay exactly as before, so existing runs still resume
+            d["engine"] = ENGINE_3D
+            d["dims"] = 3
         return d
 
     @property
@@ -192,6 +207,10 @@ def generate(
     """
     if fmt not in ("parquet", "jsonl"):
         raise ValueError(f"format must be parquet or jsonl, got {fmt!r}")
+    if fmt == "jsonl" and config.dims == 3:
+        raise ValueError(
+            "--format jsonl holds 2D scenes only (guide 001's layout); use --format parquet for 3D"
+        )
     root = Path(output_dir)
     config_dict = dict(config.to_dict(), format=fmt)
     prepare_output_dir(root, config_dict)

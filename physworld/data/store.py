@@ -13,6 +13,8 @@ field (x, y, angle, vx, vy, angular_velocity), each a list of per-body tracks in
 [body][frame], frame 0 being the initial state. That layout plus Parquet's BYTE_STREAM_SPLIT
 encoding compresses smooth tracks far better than frame-major rows (bench/bench_storage.py).
 The full scene spec (world, statics, bodies, constraints) is a canonical JSON string in `spec`.
+A dataset holds one dimensionality (manifest `dims`): 3D scenes (PyBullet, spec3d.py) store the
+columns x, y, z, qx, qy, qz, qw, vx, vy, vz, wx, wy, wz in place of the 2D six, the same way.
 
 Any Parquet reader works without physworld:
 
@@ -37,6 +39,7 @@ import pyarrow.parquet as pq
 
 import physworld
 from physworld.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from physworld.worlds.bullet import ENGINE_3D, STATE_FIELDS_3D
 from physworld.worlds.engine import ENGINE, STATE_FIELDS
 
 FORMAT_VERSION = 1
@@ -47,23 +50,47 @@ ROWS_PER_GROUP = 8  # scenes per Parquet row group: the unit read when looking u
 ZSTD_LEVEL = 3  # higher levels save ~3% space for 2-7x the write time (bench/bench_storage.py)
 
 _TRACKS = pa.list_(pa.list_(pa.float32()))
-SCHEMA = pa.schema(
-    [
-        ("scene_id", pa.int64()),
-        ("seed", pa.int64()),
-        ("scenario_type", pa.string()),
-        ("category", pa.string()),
-        ("difficulty", pa.int8()),
-        ("num_frames", pa.int32()),  # including the initial frame
-        ("num_bodies", pa.int32()),
-        ("spec", pa.string()),
-        *[(f, _TRACKS) for f in STATE_FIELDS],
-        ("event_frame", pa.list_(pa.int32())),
-        ("event_body_a", pa.list_(pa.int32())),  # -1 is the static world
-        ("event_body_b", pa.list_(pa.int32())),
-        ("event_impulse", pa.list_(pa.float32())),
-    ]
-)
+
+
+def _schema(state_fields) -> pa.Schema:
+    return pa.schema(
+        [
+            ("scene_id", pa.int64()),
+            ("seed", pa.int64()),
+            ("scenario_type", pa.string()),
+            ("category", pa.string()),
+            ("difficulty", pa.int8()),
+            ("num_frames", pa.int32()),  # including the initial frame
+            ("num_bodies", pa.int32()),
+            ("spec", pa.string()),
+            *[(f, _TRACKS) for f in state_fields],
+            ("event_frame", pa.list_(pa.int32())),
+            ("event_body_a", pa.list_(pa.int32())),  # -1 is the static world
+            ("event_body_b", pa.list_(pa.int32())),
+            ("event_impulse", pa.list_(pa.float32())),
+        ]
+    )
+
+
+SCHEMA = _schema(STATE_FIELDS)
+SCHEMA_3D = _schema(STATE_FIELDS_3D)
+FIELDS_BY_DIMS = {2: STATE_FIELDS, 3: STATE_FIELDS_3D}
+SCHEMA_BY_DIMS = {2: SCHEMA, 3: SCHEMA_3D}
+
+
+def _fields_of(records: list[dict]) -> tuple[str, ...]:
+    """The state fields of a batch of records, which must all have one dimensionality."""
+    widths = {r["states"].shape[-1] for r in records}
+    if len(widths) > 1:
+        raise StoreError("a shard cannot mix 2D and 3D scenes; generate them into separate datasets")
+    width = widths.pop() if widths else len(STATE_FIELDS)
+    return STATE_FIELDS_3D if width == len(STATE_FIELDS_3D) else STATE_FIELDS
+
+
+def _table_fields(table: pa.Table) -> tuple[str, ...]:
+    return STATE_FIELDS_3D if "qw" in table.column_names else STATE_FIELDS
+
+
 INDEX_COLUMNS = ["scene_id", "scenario_type", "category", "difficulty", "seed", "num_bodies"]
 
 
@@ -83,7 +110,9 @@ def canonical_json(obj) -> str:
 
 
 def records_to_table(records: list[dict]) -> pa.Table:
-    """Scene records (see generate.py) to an Arrow table with SCHEMA, built column-wise in numpy."""
+    """Scene records (see generate.py) to an Arrow table with SCHEMA (SCHEMA_3D for 3D scenes),
+    built column-wise in numpy."""
+    state_fields = _fields_of(records)
     n_frames = [r["states"].shape[0] for r in records]
     n_bodies = [r["states"].shape[1] for r in records]
     body_counts = np.array([0, *n_bodies], dtype=np.int64)
@@ -101,7 +130,7 @@ def records_to_table(records: list[dict]) -> pa.Table:
         "num_bodies": pa.array(n_bodies, pa.int32()),
         "spec": pa.array([canonical_json(r["spec"]) for r in records], pa.string()),
     }
-    for k, field in enumerate(STATE_FIELDS):
+    for k, field in enumerate(state_fields):
         # [frames, bodies] -> [bodies, frames]: one contiguous track per body
         values = np.concatenate([np.ascontiguousarray(r["states"][:, :, k].T).ravel() for r in records])
         tracks = pa.ListArray.from_arrays(pa.array(track_offsets), pa.array(values, pa.float32()))
@@ -113,12 +142,14 @@ def records_to_table(records: list[dict]) -> pa.Table:
         ("event_impulse", "impulse", pa.float32()),
     ):
         columns[name] = pa.array([np.asarray(r["events"][key]) for r in records], pa.list_(typ))
-    return pa.table(columns, schema=SCHEMA)
+    return pa.table(columns, schema=SCHEMA_3D if state_fields == STATE_FIELDS_3D else SCHEMA)
 
 
 def table_to_records(table: pa.Table) -> list[dict]:
-    """The inverse of records_to_table (states come back as float32 [frames, bodies, 6])."""
+    """The inverse of records_to_table (states come back as float32 [frames, bodies, 6], or
+    [frames, bodies, 13] for 3D scenes)."""
     out = []
+    state_fields = _table_fields(table)
     meta = table.select(
         ["scene_id", "seed", "scenario_type", "category", "difficulty", "num_frames", "num_bodies", "spec"]
     ).to_pylist()
@@ -127,7 +158,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
     # flatten() honours list offsets (unlike .values on a slice), giving each column's values in scene order
     fields = [
         table.column(f).combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-        for f in STATE_FIELDS
+        for f in state_fields
     ]
     events = {}
     for k in ("frame", "body_a", "body_b", "impulse"):
@@ -136,7 +167,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
         events[k] = np.split(col.flatten().to_numpy(zero_copy_only=False), np.cumsum(lengths)[:-1])
     for i, m in enumerate(meta):
         nf, nb = m["num_frames"], m["num_bodies"]
-        states = np.empty((nf, nb, len(STATE_FIELDS)), dtype=np.float32)
+        states = np.empty((nf, nb, len(state_fields)), dtype=np.float32)
         for k, values in enumerate(fields):
             states[:, :, k] = values[starts[i] : starts[i + 1]].reshape(nb, nf).T
         out.append(
@@ -156,6 +187,7 @@ def table_to_records(table: pa.Table) -> list[dict]:
 
 def shard_bytes(records: list[dict]) -> bytes:
     """One shard's Parquet bytes. Deterministic: same records, same pyarrow version, same bytes."""
+    state_fields = _fields_of(records)
     buf = io.BytesIO()
     pq.write_table(
         records_to_table(records),
@@ -164,7 +196,7 @@ def shard_bytes(records: list[dict]) -> bytes:
         compression="zstd",
         compression_level=ZSTD_LEVEL,
         use_dictionary=["scenario_type", "category"],
-        use_byte_stream_split=[f"{f}.list.element.list.element" for f in STATE_FIELDS]
+        use_byte_stream_split=[f"{f}.list.element.list.element" for f in state_fields]
         + ["event_impulse.list.element"],
         write_statistics=["scene_id", "difficulty", "scenario_type"],
     )
@@ -210,13 +242,20 @@ def finalize(root: Path, config: dict, shard_files: list[str]) -> dict:
     atomic_write_bytes(root / INDEX, buf.getvalue())
     types = index.column("scenario_type").to_pylist() if index.num_rows else []
     counts = {t: types.count(t) for t in dict.fromkeys(types)}
+    dims = config.get("dims", 2)
+    units = (
+        {"length": "m", "time": "s", "angle": "rad", "z_axis": "up", "quaternion": "xyzw"}
+        if dims == 3
+        else {"length": "px (1 px = 1 cm)", "time": "s", "angle": "rad", "y_axis": "up"}
+    )
     manifest = {
         "format": "physworld-scenes",
         "format_version": FORMAT_VERSION,
         "physworld_version": physworld.__version__,
-        "engine": ENGINE,
-        "state_fields": list(STATE_FIELDS),
-        "units": {"length": "px (1 px = 1 cm)", "time": "s", "angle": "rad", "y_axis": "up"},
+        "engine": ENGINE_3D if dims == 3 else ENGINE,
+        "dims": dims,
+        "state_fields": list(FIELDS_BY_DIMS[dims]),
+        "units": units,
         "config": config,
         "num_scenes": index.num_rows,
         "scenes_per_type": counts,
@@ -293,6 +332,11 @@ class Dataset:
 
     def __len__(self) -> int:
         return self.index.num_rows
+
+    @property
+    def dims(self) -> int:
+        """2 (pymunk scenes, states [frames, bodies, 6]) or 3 (PyBullet, [frames, bodies, 13])."""
+        return int(self.manifest.get("dims", 2))
 
     @property
     def scene_ids(self) -> list[int]:

@@ -28,19 +28,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from physworld.data.store import (
+    FIELDS_BY_DIMS,
     INDEX,
     MANIFEST,
-    SCHEMA,
+    SCHEMA_BY_DIMS,
     SHARD_DIR,
     canonical_json,
     table_to_records,
 )
 from physworld.fileio import sha256_file
-from physworld.worlds.engine import STATE_FIELDS, simulate
+from physworld.worlds.engine import simulate
 from physworld.worlds.spec import PENETRATION_TOLERANCE
 
 ENERGY_DRIFT_TOLERANCE = 0.01  # relative, for scenes whose scenario says they conserve energy
 PENETRATION_FRAMES = 10  # check penetration every this many frames
+RUNNING_PENETRATION_3D = 0.02  # m; PyBullet lets resting contacts sink a few mm (its contact slop)
 
 
 @dataclass
@@ -109,6 +111,12 @@ def _content_hash(record: dict) -> str:
     return h.hexdigest()
 
 
+def _field_name(states: np.ndarray, field: int) -> str:
+    """The name of state column `field` of a 2D ([.., 6]) or 3D ([.., 13]) trajectory."""
+    fields = FIELDS_BY_DIMS[3] if states.shape[-1] == len(FIELDS_BY_DIMS[3]) else FIELDS_BY_DIMS[2]
+    return fields[field] if field < len(fields) else f"column {field}"
+
+
 def check_scene_values(record: dict, where: str, frames_expected: int | None) -> list[Finding]:
     out = []
     sid, st = record["scene_id"], record["scenario_type"]
@@ -136,7 +144,7 @@ def check_scene_values(record: dict, where: str, frames_expected: int | None) ->
         out.append(
             Finding(
                 "scenes",
-                f"{int(bad.sum())} non-finite values, first in {STATE_FIELDS[field]}",
+                f"{int(bad.sum())} non-finite values, first in {_field_name(states, field)}",
                 where,
                 sid,
                 st,
@@ -149,14 +157,14 @@ def check_scene_values(record: dict, where: str, frames_expected: int | None) ->
 
 def check_determinism(record: dict, where: str) -> list[Finding]:
     """Re-simulate a scene and compare bit for bit; the first differing frame and body located."""
-    from physworld.worlds.registry import SCENARIOS, make_spec
+    from physworld.worlds.registry import ALL_SCENARIOS, make_spec
 
     sid, st = record["scene_id"], record["scenario_type"]
     spec = record["spec"]
     if spec.get("imported") or spec.get("prediction"):
         return []  # simulated by another engine, or predicted by a model: nothing to reproduce
     out = []
-    if st in SCENARIOS:
+    if st in ALL_SCENARIOS:
         try:
             fresh_spec = make_spec(st, record["difficulty"], record["seed"])
         except Exception as e:  # a damaged row can hold anything; report it, keep going
@@ -185,7 +193,7 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
         out.append(
             Finding(
                 "determinism",
-                f"re-simulation differs first in {STATE_FIELDS[field]}: stored "
+                f"re-simulation differs first in {_field_name(states, field)}: stored "
                 f"{record['states'][frame, body, field]!r}, simulated "
                 f"{states[frame, body, field]!r}",
                 where,
@@ -203,6 +211,8 @@ def check_physics(record: dict, where: str) -> list[Finding]:
 
     sid, st, spec, states = record["scene_id"], record["scenario_type"], record["spec"], record["states"]
     out = []
+    three_d = spec.get("world", {}).get("dims", 2) == 3
+    tolerance, unit = (RUNNING_PENETRATION_3D, "m") if three_d else (PENETRATION_TOLERANCE, "px")
     try:
         for problem in spawn_problems(spec):
             out.append(Finding("physics", f"at spawn: {problem}", where, sid, st, 0))
@@ -211,11 +221,11 @@ def check_physics(record: dict, where: str) -> list[Finding]:
             depth = max_penetration(spec, states[f])
             if depth > worst:
                 worst, worst_frame = depth, f
-        if worst > PENETRATION_TOLERANCE:
+        if worst > tolerance:
             out.append(
                 Finding(
                     "physics",
-                    f"penetration {worst:.1f} px exceeds {PENETRATION_TOLERANCE} px",
+                    f"penetration {worst:.3g} {unit} exceeds {tolerance} {unit}",
                     where,
                     sid,
                     st,
@@ -223,7 +233,7 @@ def check_physics(record: dict, where: str) -> list[Finding]:
                 )
             )
         if spec.get("expect", {}).get("contained"):
-            for frame, body in escaped_bodies(spec, states, margin=5.0):
+            for frame, body in escaped_bodies(spec, states, margin=0.05 if three_d else 5.0):
                 out.append(
                     Finding(
                         "physics", "body left the world its scenario keeps it in", where, sid, st, frame, body
@@ -341,7 +351,7 @@ def _store_scenes(root: Path, manifest: dict):
             )
         try:
             pf = pq.ParquetFile(path)
-            if not pf.schema_arrow.equals(SCHEMA):
+            if not pf.schema_arrow.equals(SCHEMA_BY_DIMS.get(manifest.get("dims", 2), SCHEMA_BY_DIMS[2])):
                 yield name, Finding("files", "schema differs from the store's", name)
                 continue
             groups = range(pf.num_row_groups)

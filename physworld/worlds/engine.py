@@ -237,7 +237,12 @@ def simulate(spec: dict, num_frames: int) -> dict:
              "events": {"frame", "body_a", "body_b", "impulse"}} where events are contact onsets:
     the frame in which two bodies (or a body and the static world, index -1) begin touching,
     and the magnitude of the impulse between them in the substep the contact began (N*s, px units).
+    A 3D spec (world.dims == 3) runs on PyBullet instead (worlds/bullet.py: states [.., 13]).
     """
+    if spec["world"].get("dims", 2) == 3:
+        from physworld.worlds.bullet import simulate as simulate_3d
+
+        return simulate_3d(spec, num_frames)
     space, bodies = build_space(spec)
     w = spec["world"]
     n = len(bodies)
