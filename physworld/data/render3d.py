@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from physworld.data.clips import SEG_STATIC, ClipConfig, _boxes_and_counts, frame_plan
+from physworld.data.clips import SEG_STATIC, ClipConfig, ClipError, _boxes_and_counts, frame_plan
 
 BACKGROUND = (250, 250, 250)  # as the 2D renderer's
 LIGHT_DIRECTION = (2.0, 1.0, 4.0)  # fixed, so every clip is lit the same way
@@ -331,11 +331,15 @@ def silhouette_pixels(spec: dict, states: np.ndarray, camera: dict) -> np.ndarra
 
 def render_clip_3d(record: dict, config: ClipConfig) -> dict:
     spec, states = record["spec"], np.asarray(record["states"])
-    if "camera" not in spec:
-        raise ValueError(f"scene {record.get('scene_id')}: the 3D spec has no camera")
     idx = frame_plan(record, config)
     res = config.resolution
-    camera = camera_3d(spec["camera"], res, res)
+    try:
+        camera = camera_3d(spec["camera"], res, res)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClipError(
+            f"scene {record.get('scene_id')} ({record.get('scenario_type')}): bad camera in its spec: {e}; "
+            "give it position, target, up, fov (degrees, vertical), near and far as spec3d.look_at does"
+        ) from e
     clip_states = np.ascontiguousarray(states[idx[:-1]], dtype=np.float32)
     views = render_views(spec, clip_states[..., :7], camera)
     seg, depth = views["segmentation"], views["depth"]
