@@ -158,9 +158,17 @@ def build_world(p, client, spec: dict) -> tuple[list[int], list[int]]:
         for end in ("a", "b"):
             if not (c[end] == STATIC or 0 <= c[end] < len(body_ids)) or (end == "a" and c[end] == STATIC):
                 raise SpecError(f"constraints[{i}].{end}: body index {c[end]} out of range")
-        child = -1 if c["b"] == STATIC else body_ids[c["b"]]
+        if c["b"] == STATIC:
+            # PyBullet joins a rigid body to the world only through another body: a massless one
+            # without a collision shape at the world anchor (it takes part in no contact).
+            child = p.createMultiBody(
+                0.0, -1, -1, c["anchor_b"], useMaximalCoordinates=True, physicsClientId=client
+            )
+            anchor_b = [0.0, 0.0, 0.0]
+        else:
+            child, anchor_b = body_ids[c["b"]], c["anchor_b"]
         p.createConstraint(
-            body_ids[c["a"]], -1, child, -1, p.JOINT_POINT2POINT, [0.0, 0.0, 0.0], c["anchor_a"], c["anchor_b"],
+            body_ids[c["a"]], -1, child, -1, p.JOINT_POINT2POINT, [0.0, 0.0, 0.0], c["anchor_a"], anchor_b,
             physicsClientId=client,
         )  # fmt: skip
     return body_ids, static_ids

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from physworld.worlds import collision, constraint, minigame, movi, ramp, stacking
+from physworld.worlds import (
+    collision,
+    collision3d,
+    constraint,
+    constraint3d,
+    minigame,
+    movi,
+    ramp,
+    ramp3d,
+    stacking,
+    stacking3d,
+)
 from physworld.worlds import complex as complex_scenes
 
 CATEGORIES: dict[str, dict] = {
@@ -25,6 +36,10 @@ SCENARIOS: dict = {name: fn for types in CATEGORIES.values() for name, fn in typ
 # 3D (PyBullet) categories; their specs have world.dims == 3 (see spec3d.py).
 CATEGORIES_3D: dict[str, dict] = {
     "movi": movi.SCENARIOS,
+    "stacking3d": stacking3d.SCENARIOS,
+    "collision3d": collision3d.SCENARIOS,
+    "ramp3d": ramp3d.SCENARIOS,
+    "constraint3d": constraint3d.SCENARIOS,
 }
 SCENARIOS_3D: dict = {name: fn for types in CATEGORIES_3D.values() for name, fn in types.items()}
 ALL_SCENARIOS: dict = {**SCENARIOS, **SCENARIOS_3D}

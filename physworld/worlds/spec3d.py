@@ -120,6 +120,18 @@ def quat_from_euler(roll=0.0, pitch=0.0, yaw=0.0) -> list[float]:
     ]
 
 
+def quat_multiply(a, b) -> list[float]:
+    """The rotation b then a (Hamilton product a * b), quaternions (x, y, z, w)."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return [
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ]
+
+
 def random_quat(rng) -> list[float]:
     """A uniformly random rotation (Shoemake's method)."""
     u1, u2, u3 = (float(v) for v in rng.uniform(0, 1, 3))
