@@ -132,6 +132,58 @@ def body_colors(n: int, palette=PALETTE) -> np.ndarray:
     return np.concatenate([pal, np.asarray(extra, dtype=np.uint8)])
 
 
+# What a viewer would call each PALETTE colour (captions name objects by these), one per entry,
+# all different, so the first len(PALETTE) bodies of a scene never share a colour name.
+PALETTE_NAMES = (
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "pink",
+    "dark green",
+    "turquoise",
+    "navy",
+    "sky blue",
+    "brown",
+    "orange",
+    "pale green",
+    "purple",
+    "violet",
+    "salmon",
+    "cyan",
+    "lime",
+    "magenta",
+    "peach",
+    "lavender",
+)
+assert len(PALETTE_NAMES) == len(PALETTE) == len(set(PALETTE_NAMES))
+
+# Hue ranges (degrees, upper bounds) for naming the generated colours beyond the palette.
+_HUE_NAMES = (
+    (15, "red"),
+    (40, "orange"),
+    (70, "yellow"),
+    (160, "green"),
+    (200, "cyan"),
+    (260, "blue"),
+    (290, "purple"),
+    (335, "pink"),
+    (360, "red"),
+)
+
+
+def body_color_names(n: int) -> list[str]:
+    """The colour name of bodies 0..n-1 as drawn by `body_colors`: PALETTE_NAMES, then a basic hue
+    name with "dark"/"light" for the generated colours (these may repeat; captions then tell the
+    bodies apart by shape and size, or not at all)."""
+    names = list(PALETTE_NAMES[:n])
+    for rgb in body_colors(n)[len(PALETTE_NAMES) :]:
+        hue, light, _ = colorsys.rgb_to_hls(*(c / 255.0 for c in rgb))
+        word = next(name for top, name in _HUE_NAMES if hue * 360.0 < top)
+        names.append(f"{'dark' if light < 0.5 else 'light'} {word}")
+    return names
+
+
 # ---------------------------------------------------------------- geometry helpers
 
 

@@ -1,0 +1,999 @@
+"""Captions and CLEVRER-style questions from a scene's events; every answer comes from the simulator.
+
+    out = describe_scene(record)            # a record from generate.make_record or the store
+    out["caption"]    # "There are two objects: a red ball and a blue square. The red ball hits ..."
+    out["events"]     # [{"frame", "time", "kind", "objects", ...}, ...] in time order
+    out["questions"]  # [{"type", "template", "question", "answer", "choices"?, "evidence"}, ...]
+
+Events are read from the states and the engine's contact onsets (docs/CAPTIONS.md has the exact
+rules and thresholds): enter / exit (the body's centre crosses the edge of the view), collide
+(body-body or body-static contact onsets strong enough to see), fall (a drop in free fall that does
+not follow a rise), come_to_rest (still for a quarter second after moving away) and topple (turned by
+more than 45 degrees since it was last at rest). Thresholds are physical: the 2D world has 1 px =
+1 cm, so they are stated in metres and seconds and scaled by UNITS_PER_METRE.
+
+Questions come in four types. Descriptive and explanatory ones are answered from the clip's events;
+explanatory ones check each candidate cause by re-simulating the scene without it. Predictive ones
+re-simulate the spec past the clip's end; counterfactual ones re-simulate it with one body removed
+(`remove_body` drops the body, its joints and any controller's reference to it). Yes/no questions
+are sampled so that each template has as many "yes" as "no" answers in every scene.
+
+Objects are named as a viewer sees them: the colour the renderer draws (render.body_color_names by
+body index), a shape word, "striped" for kinematic bodies (the renderer stripes them), and a size
+word only when two bodies would otherwise share a name. Bodies that still share one are never the
+subject of a question.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import zlib
+
+import numpy as np
+
+# ---------------------------------------------------------------- thresholds (SI; see docs/CAPTIONS.md)
+
+UNITS_PER_METRE_2D = 100.0  # the 2D world: 1 px = 1 cm
+# m/s: a contact onset counts when impulse / reduced mass is at least this: a drop of 1.3 cm, so a
+# body spawned a hair above the floor and settling onto it is not "hitting" it
+COLLIDE_MIN_DV = 0.5
+SAME_COLLISION_FRAMES = 6  # onsets of one pair this close (0.1 s at 60 fps) are one collision (rattle)
+REST_SPEED = 0.05  # m/s: slower than this ...
+REST_SPIN = 0.2  # rad/s: ... and turning slower than this is still
+REST_FRAMES = 15  # still for this many frames (0.25 s at 60 fps) after moving: comes to rest
+MOVE_DISTANCE = 0.05  # m: a body must get this far from where it was last still (or started) ...
+MOVE_TURN = 0.5  # rad: ... or turn this far, before it can come to rest again (settling is no motion)
+FALL_SPEED = 0.5  # m/s: a descent is a run of frames sinking faster than this
+FALL_DROP = 0.5  # m: ... that loses at least this much height
+FREE_FALL_TOLERANCE = 0.15  # vertical acceleration within 15% of -g ...
+FREE_FALL_FRAMES = 3  # ... for this many consecutive frames of the descent: it is a fall
+FALL_RISE = 0.25  # m: not a fall if the body rose more than this in the FALL_RISE_FRAMES before
+FALL_RISE_FRAMES = 30  # (0.5 s): the descent of a thrown or bouncing body is not a fall
+TOPPLE_ANGLE = math.pi / 4  # rad: turned this far from its orientation when last at rest
+
+PREDICT_FRAMES = 120  # default: predictive questions look 2 s past the clip
+MAX_CAPTION_EVENTS = 8  # events told one by one in the caption; the rest are counted
+MAX_REMOVALS = 4  # counterfactual worlds simulated per scene (one body removed in each)
+PER_ANSWER = 2  # yes/no templates: at most this many "yes" and as many "no" questions per scene
+KIND_ORDER = ("enter", "collide", "fall", "topple", "come_to_rest", "exit")
+
+
+# ---------------------------------------------------------------- scene geometry, 2D and 3D
+
+
+def _dims(spec: dict) -> int:
+    return int(spec["world"].get("dims", 2))
+
+
+def _units(spec: dict) -> float:
+    return UNITS_PER_METRE_2D if _dims(spec) == 2 else 1.0
+
+
+def _dt(spec: dict) -> float:
+    w = spec["world"]
+    return float(w["dt"]) if "dt" in w else 1.0 / float(w["fps"])
+
+
+def _tracks(spec: dict, states: np.ndarray) -> dict:
+    """Positions, velocities, spin speed and orientation of states [F, N, 6 or 13], float64."""
+    s = np.asarray(states, dtype=np.float64)
+    if _dims(spec) == 2:
+        return {"pos": s[..., 0:2], "vel": s[..., 3:5], "spin": np.abs(s[..., 5]), "orient": s[..., 2]}
+    return {
+        "pos": s[..., 0:3],
+        "vel": s[..., 7:10],
+        "spin": np.linalg.norm(s[..., 10:13], axis=-1),
+        "orient": s[..., 3:7],
+    }
+
+
+def _turned(spec: dict, orient: np.ndarray, ref) -> np.ndarray:
+    """Angle (rad) between each orientation in `orient` [F] (or [F, 4]) and the reference."""
+    if _dims(spec) == 2:
+        return np.abs(orient - ref)
+    dot = np.abs(orient @ np.asarray(ref))
+    return 2.0 * np.arccos(np.clip(dot, 0.0, 1.0))
+
+
+def _up(spec: dict) -> np.ndarray | None:
+    g = np.asarray(spec["world"]["gravity"], dtype=np.float64)
+    norm = float(np.linalg.norm(g))
+    return None if norm == 0.0 else -g / norm
+
+
+def _body_extent(spec: dict, b: dict) -> float:
+    if _dims(spec) == 2:
+        from physworld.worlds.spec import body_extent
+
+        return body_extent(b)
+    size = b.get("half_extents") or b.get("size") or b.get("radius") or 0.0
+    return float(np.linalg.norm(size)) if isinstance(size, list) else float(size)
+
+
+def _constrained(spec: dict) -> set[int]:
+    return {
+        i for c in spec.get("constraints", []) for i in (c.get("a"), c.get("b")) if i is not None and i >= 0
+    }
+
+
+# ---------------------------------------------------------------- names
+
+
+def _shape_word(spec: dict, b: dict) -> str:
+    shape = b.get("shape")
+    if _dims(spec) == 3:
+        return str(shape)
+    if shape == "circle":
+        return "ball"
+    if shape == "box":
+        long, short = max(b["width"], b["height"]), min(b["width"], b["height"])
+        return "square" if long <= 1.2 * short else "block"
+    from physworld.data.render import _convex_hull
+
+    return "triangle" if len(_convex_hull(np.asarray(b["vertices"]))) == 3 else "polygon"
+
+
+def body_names(spec: dict) -> tuple[list[str], list[bool]]:
+    """Each body's name as a viewer would say it ("red ball", "small blue square") and whether that
+    name picks out one body only."""
+    bodies = spec["bodies"]
+    if _dims(spec) == 2:
+        from physworld.data.render import body_color_names
+
+        colours = body_color_names(len(bodies))
+    else:
+        colours = [str(b.get("color", "grey")) for b in bodies]
+    base = []
+    for b, colour in zip(bodies, colours, strict=True):
+        words = [colour, _shape_word(spec, b)]
+        if _dims(spec) == 2 and b.get("kinematic"):
+            words.insert(0, "striped")
+        if _dims(spec) == 3 and b.get("material"):
+            words.insert(0, str(b["material"]))
+        base.append(" ".join(words))
+    names = list(base)
+    for name in set(base):
+        group = [i for i, n in enumerate(base) if n == name]
+        if len(group) == 2:
+            small, large = sorted(group, key=lambda i: _body_extent(spec, bodies[i]))
+            if _body_extent(spec, bodies[large]) >= 1.3 * _body_extent(spec, bodies[small]):
+                names[small], names[large] = f"small {name}", f"large {name}"
+    unique = [names.count(n) == 1 for n in names]
+    return names, unique
+
+
+def static_names(spec: dict) -> tuple[list[str], list[bool]]:
+    """Names of the static shapes ("ground", "left wall", "ramp", "peg", ...) and whether unique."""
+    names = []
+    if _dims(spec) == 3:
+        for s in spec.get("statics", []):
+            names.append(
+                str(s.get("name") or ("floor" if s.get("kind") in ("plane", "floor") else s.get("kind")))
+            )
+    else:
+        w, h = spec["world"]["width"], spec["world"]["height"]
+        # seen from above (no gravity) the bottom and top edges are walls, not ground and ceiling
+        ground, ceiling = ("ground", "ceiling") if _up(spec) is not None else ("bottom wall", "top wall")
+        for s in spec["statics"]:
+            kind = s["kind"]
+            if kind == "circle":
+                names.append("peg")
+            elif kind == "poly":
+                names.append("obstacle")
+            else:
+                (ax, ay), (bx, by), r = s["a"], s["b"], s["radius"]
+                dx, dy = abs(bx - ax), abs(by - ay)
+                if dy <= 0.1 * dx:
+                    if dx >= 0.5 * w and max(ay, by) + r <= 0.1 * h:
+                        names.append(ground)
+                    elif dx >= 0.5 * w and min(ay, by) - r >= 0.9 * h:
+                        names.append(ceiling)
+                    else:
+                        names.append("ledge")
+                elif dx <= 0.1 * dy:
+                    if dy >= 0.5 * h and max(ax, bx) <= 1.0:
+                        names.append("left wall")
+                    elif dy >= 0.5 * h and min(ax, bx) >= w - 1.0:
+                        names.append("right wall")
+                    else:
+                        names.append("post")
+                else:
+                    names.append("ramp")
+    return names, [names.count(n) == 1 for n in names]
+
+
+def _static_gap_2d(s: dict, p: np.ndarray) -> float:
+    """Distance from point p to the surface of static shape s (negative inside), 2D."""
+    if s["kind"] == "circle":
+        return float(np.hypot(*(p - s["center"])) - s["radius"])
+    if s["kind"] == "segment":
+        a, b = np.asarray(s["a"]), np.asarray(s["b"])
+        e = b - a
+        t = np.clip(np.dot(p - a, e) / max(np.dot(e, e), 1e-12), 0.0, 1.0)
+        return float(np.hypot(*(p - a - t * e)) - s["radius"])
+    v = np.asarray(s["vertices"], dtype=np.float64)
+    dists = []
+    for k in range(len(v)):
+        a, e = v[k], v[(k + 1) % len(v)] - v[k]
+        t = np.clip(np.dot(p - a, e) / max(np.dot(e, e), 1e-12), 0.0, 1.0)
+        dists.append(np.hypot(*(p - a - t * e)))
+    return float(min(dists))
+
+
+def _which_static(spec: dict, p: np.ndarray) -> int:
+    """Index of the static shape nearest to a body's centre p (the one it touched), -1 if none."""
+    statics = spec.get("statics", [])
+    if not statics:
+        return -1
+    if _dims(spec) == 3:
+        return (
+            0
+            if len(statics) == 1
+            else int(np.argmin([abs(float(p[2]) - s.get("height", 0.0)) for s in statics]))
+        )
+    return int(np.argmin([_static_gap_2d(s, p) for s in statics]))
+
+
+# ---------------------------------------------------------------- events
+
+
+def _moved_from(spec: dict, tr: dict, i: int, frame: int) -> np.ndarray:
+    """[F] bool: body i is MOVE_DISTANCE away from, or turned MOVE_TURN from, its pose at `frame`."""
+    gone = np.linalg.norm(tr["pos"][:, i] - tr["pos"][frame, i], axis=-1) > MOVE_DISTANCE * _units(spec)
+    return gone | (_turned(spec, tr["orient"][:, i], tr["orient"][frame, i]) > MOVE_TURN)
+
+
+def _contacts(events) -> list[tuple[int, int, int, float]]:
+    """Contact onsets as (frame, body_a, body_b, impulse), from the engine's dict of arrays or lists."""
+    frame = np.asarray(events["frame"]).tolist()
+    a, b = np.asarray(events["body_a"]).tolist(), np.asarray(events["body_b"]).tolist()
+    imp = np.asarray(events["impulse"], dtype=np.float64).tolist()
+    return sorted(zip(frame, a, b, imp, strict=True))
+
+
+def extract_events(spec: dict, states, contacts, last_frame: int | None = None) -> list[dict]:
+    """The events of frames 0..last_frame of a run, in time order (see the module docstring).
+
+    `states` [F, N, 6] (2D) or [F, N, 13] (3D); `contacts` the engine's onsets
+    {"frame", "body_a", "body_b", "impulse"}. Each event: {"frame", "time", "kind", "objects"} and
+    per kind "with_static"/"static" (collide with static geometry), "strength" (collide: the
+    velocity change in m/s), "drop" (fall, m), "angle" (topple, degrees).
+    """
+    states = np.asarray(states)
+    last = len(states) - 1 if last_frame is None else min(int(last_frame), len(states) - 1)
+    states = states[: last + 1]
+    units, dt = _units(spec), _dt(spec)
+    tr = _tracks(spec, states)
+    bodies = spec["bodies"]
+    n = len(bodies)
+    speed = np.linalg.norm(tr["vel"], axis=-1)  # [F, N]
+    out: list[dict] = []
+
+    def add(frame, kind, objects, **extra):
+        out.append(
+            {"frame": int(frame), "time": round(frame * dt, 4), "kind": kind, "objects": objects, **extra}
+        )
+
+    # collide: onsets whose impulse changes the pair's relative velocity by COLLIDE_MIN_DV or more
+    mass = [0.0 if b.get("kinematic") else float(b["mass"]) for b in bodies]
+    last_seen: dict[tuple, int] = {}
+    for frame, a, b, impulse in _contacts(contacts):
+        if frame > last:
+            break
+        if a < 0:
+            a, b = b, a
+        if a < 0:
+            continue
+        if b >= 0 and mass[a] > 0 and mass[b] > 0:
+            m_eff = mass[a] * mass[b] / (mass[a] + mass[b])
+        else:
+            m_eff = mass[a] if mass[a] > 0 else (mass[b] if b >= 0 else 0.0)
+        if m_eff <= 0:
+            continue
+        dv = impulse / m_eff / units
+        if dv < COLLIDE_MIN_DV:
+            continue
+        static = _which_static(spec, tr["pos"][frame, a]) if b < 0 else None
+        key = (a, -1, static) if b < 0 else (min(a, b), max(a, b), None)
+        previous = last_seen.get(key)
+        last_seen[key] = frame
+        if previous is not None and frame - previous <= SAME_COLLISION_FRAMES:
+            continue
+        if b < 0:
+            add(frame, "collide", [a], with_static=True, static=static, strength=round(dv, 3))
+        else:
+            # the faster body before the contact is the one that hits the other
+            before = max(frame - 1, 0)
+            first, second = sorted((a, b), key=lambda i: (-round(float(speed[before, i]), 6), i))
+            add(frame, "collide", [first, second], with_static=False, strength=round(dv, 3))
+
+    constrained = _constrained(spec)
+    up = _up(spec)
+    for i, b in enumerate(bodies):
+        if b.get("kinematic"):
+            continue
+        # come_to_rest, and topple measured from the orientation at the last rest (or the start)
+        still = (speed[:, i] < REST_SPEED * units) & (tr["spin"][:, i] < REST_SPIN)
+        can_topple = up is not None and i not in constrained and b.get("shape") not in ("circle", "sphere")
+        armed, run, topple_armed = False, 0, True
+
+        moving = _moved_from(spec, tr, i, 0)
+        turned = _turned(spec, tr["orient"][:, i], tr["orient"][0, i]) if can_topple else None
+        for f in range(len(states)):
+            armed |= bool(moving[f])
+            run = run + 1 if still[f] else 0
+            if can_topple and topple_armed and turned[f] > TOPPLE_ANGLE:
+                add(f, "topple", [i], angle=round(math.degrees(float(turned[f])), 1))
+                topple_armed = False
+            if armed and run >= REST_FRAMES:
+                start = f - REST_FRAMES + 1
+                add(start, "come_to_rest", [i])
+                armed, topple_armed = False, True
+                moving = _moved_from(spec, tr, i, start)
+                if can_topple:
+                    turned = _turned(spec, tr["orient"][:, i], tr["orient"][start, i])
+        # fall: a descent in free fall, of at least FALL_DROP, that does not follow a rise
+        if up is None or i in constrained:
+            continue
+        height = tr["pos"][:, i] @ up
+        v_up = tr["vel"][:, i] @ up
+        g = float(np.linalg.norm(spec["world"]["gravity"]))
+        accel = np.diff(v_up, prepend=v_up[0]) / dt
+        free = np.abs(accel + g) < FREE_FALL_TOLERANCE * g
+        sinking = v_up < -FALL_SPEED * units
+        f = 1
+        while f < len(states):
+            if not sinking[f]:
+                f += 1
+                continue
+            end = f
+            while end + 1 < len(states) and sinking[end + 1]:
+                end += 1
+            drop = float(height[f - 1] - height[end])
+            rose = bool(height[f - 1] - height[max(0, f - FALL_RISE_FRAMES) : f].min() > FALL_RISE * units)
+            longest, cur = 0, 0
+            for k in range(f, end + 1):
+                cur = cur + 1 if free[k] else 0
+                longest = max(longest, cur)
+            if drop >= FALL_DROP * units and not rose and longest >= FREE_FALL_FRAMES:
+                add(f, "fall", [i], drop=round(drop / units, 3))
+            f = end + 1
+
+    # enter / exit: the centre crosses the edge of the view (2D: the whole world is in view)
+    if _dims(spec) == 2:
+        w, h = spec["world"]["width"], spec["world"]["height"]
+        x, y = tr["pos"][..., 0], tr["pos"][..., 1]
+        inside = (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+        for i in range(n):
+            for f in np.flatnonzero(inside[1:, i] != inside[:-1, i]) + 1:
+                add(int(f), "enter" if inside[f, i] else "exit", [i])
+
+    out.sort(key=lambda e: (e["frame"], KIND_ORDER.index(e["kind"]), e["objects"]))
+    return out
+
+
+# ---------------------------------------------------------------- simulation
+
+
+def _simulate(spec: dict, frames: int) -> dict:
+    if _dims(spec) == 3:
+        from physworld.worlds import engine3d
+
+        return engine3d.simulate(spec, frames)
+    from physworld.worlds.engine import simulate
+
+    return simulate(spec, frames)
+
+
+def remove_body(spec: dict, k: int) -> tuple[dict, list[int]]:
+    """The spec without body k: its joints are dropped, other joints and controllers' targets are
+    renumbered. Returns (new spec, old_to_new) where old_to_new[k] == -1."""
+    n = len(spec["bodies"])
+    if not 0 <= k < n:
+        raise ValueError(f"remove_body: body {k} out of range (scene has {n} bodies)")
+    old_to_new = [i if i < k else i - 1 for i in range(n)]
+    old_to_new[k] = -1
+
+    def renumber(i):
+        return i if i < 0 else old_to_new[i]
+
+    out = copy.deepcopy(spec)
+    out["bodies"] = [b for i, b in enumerate(out["bodies"]) if i != k]
+    out["constraints"] = [
+        dict(c, a=renumber(c["a"]), b=renumber(c["b"]))
+        for c in out.get("constraints", [])
+        if k not in (c.get("a"), c.get("b"))
+    ]
+    for b in out["bodies"]:
+        ctrl = b.get("controller")
+        if ctrl and "targets" in ctrl:
+            ctrl["targets"] = [renumber(t) for t in ctrl["targets"] if t != k]
+    return out, old_to_new
+
+
+def _renumber_events(events: list[dict], new_to_old: list[int]) -> list[dict]:
+    return [dict(e, objects=[new_to_old[i] for i in e["objects"]]) for e in events]
+
+
+# ---------------------------------------------------------------- phrases
+
+
+def _the(name: str, unique: bool) -> str:
+    if unique:
+        return f"the {name}"
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
+
+
+def _clause(e: dict, bn, bu, sn, su) -> str:
+    a = _the(bn[e["objects"][0]], bu[e["objects"][0]])
+    kind = e["kind"]
+    if kind == "collide":
+        if e["with_static"]:
+            other = (
+                "the static scenery"
+                if e["static"] is None or e["static"] < 0
+                else _the(sn[e["static"]], su[e["static"]])
+            )
+        else:
+            other = _the(bn[e["objects"][1]], bu[e["objects"][1]])
+        return f"{a} hits {other}"
+    return {
+        "fall": f"{a} falls",
+        "come_to_rest": f"{a} comes to rest",
+        "topple": f"{a} tips over",
+        "enter": f"{a} comes into view",
+        "exit": f"{a} leaves the view",
+    }[kind]
+
+
+def caption(spec: dict, events: list[dict]) -> str:
+    """One paragraph: what is there, then the first MAX_CAPTION_EVENTS events in order, then a count
+    of the rest."""
+    bn, bu = body_names(spec)
+    sn, su = static_names(spec)
+    n = len(bn)
+    if n == 0:
+        return "The scene is empty."
+    count = _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+    if n <= 6:
+        first = (
+            f"There {'is' if n == 1 else 'are'} {count} object{'s' if n > 1 else ''}: "
+            + _join([_the(name, False) for name in bn])
+            + "."
+        )
+    else:
+        first = f"There are {count} objects."
+    if not events:
+        return first + " Nothing collides, falls, tips over or comes to rest."
+    clauses = [_clause(e, bn, bu, sn, su) for e in events[:MAX_CAPTION_EVENTS]]
+    sentences = [first]
+    for k in range(0, len(clauses), 3):
+        chunk = clauses[k : k + 3]
+        text = ", then ".join(chunk)
+        text = ("Then " + text) if k else (text[0].upper() + text[1:])
+        sentences.append(text + ".")
+    rest = events[MAX_CAPTION_EVENTS:]
+    if rest:
+        kinds = {
+            "collide": ("collision", "collisions"),
+            "fall": ("fall", "falls"),
+            "topple": ("topple", "topples"),
+            "come_to_rest": ("object coming to rest", "objects coming to rest"),
+            "enter": ("entrance", "entrances"),
+            "exit": ("exit", "exits"),
+        }
+        counts = {k: sum(e["kind"] == k for e in rest) for k in KIND_ORDER}
+        tally = [f"{c} {kinds[k][c > 1]}" for k, c in counts.items() if c]
+        sentences.append(f"After that, {len(rest)} more events follow ({_join(tally)}).")
+    return " ".join(sentences)
+
+
+# ---------------------------------------------------------------- questions
+
+
+def _pairs_hit(events: list[dict]) -> set[tuple]:
+    """Who hit whom: ("body", i, j) with i < j, and ("static", i, static index)."""
+    out = set()
+    for e in events:
+        if e["kind"] != "collide":
+            continue
+        if e["with_static"]:
+            out.add(("static", e["objects"][0], e["static"]))
+        else:
+            i, j = sorted(e["objects"])
+            out.add(("body", i, j))
+    return out
+
+
+def _brief(events: list[dict]) -> list[dict]:
+    """Events as evidence: what, when and who."""
+    keep = ("frame", "kind", "objects", "static")
+    return [{k: e[k] for k in keep if k in e} for e in events]
+
+
+class _Scene:
+    """One record's names, clip events and a cache of the runs its questions need."""
+
+    def __init__(self, record: dict, horizon: int, predict_frames: int):
+        self.spec = record["spec"]
+        self.states = np.asarray(record["states"])
+        self.horizon = horizon
+        self.predict_frames = predict_frames
+        self.bn, self.bu = body_names(self.spec)
+        self.sn, self.su = static_names(self.spec)
+        self.events = extract_events(self.spec, self.states, record["events"], horizon)
+        self._removed: dict[int, list[dict]] = {}
+        self._future: dict | None = None
+
+    def body(self, i: int) -> str:
+        return f"the {self.bn[i]}"
+
+    def target(self, key: tuple) -> str:
+        """Name of the second party of a pair key from _pairs_hit."""
+        return f"the {self.sn[key[2]]}" if key[0] == "static" else self.body(key[2])
+
+    def referable_bodies(self) -> list[int]:
+        return [i for i in range(len(self.bn)) if self.bu[i]]
+
+    def referable_targets(self, a: int) -> list[tuple]:
+        """Every pair key (a, something) whose other party has a unique name."""
+        keys = [("body", a, j) for j in self.referable_bodies() if j != a]
+        keys += [("static", a, s) for s in range(len(self.sn)) if self.su[s]]
+        return keys
+
+    def without(self, k: int) -> list[dict]:
+        """Events of the clip's frames re-simulated without body k, in the original numbering."""
+        if k not in self._removed:
+            spec, old_to_new = remove_body(self.spec, k)
+            run = _simulate(spec, self.horizon)
+            new_to_old = [i for i in range(len(old_to_new)) if old_to_new[i] >= 0]
+            self._removed[k] = _renumber_events(
+                extract_events(spec, run["states"], run["events"]), new_to_old
+            )
+        return self._removed[k]
+
+    def future(self) -> dict:
+        """The scene simulated predict_frames past the clip: events after the clip, and whether the
+        re-simulation reproduced the recorded clip exactly."""
+        if self._future is None:
+            run = _simulate(self.spec, self.horizon + self.predict_frames)
+            everything = extract_events(self.spec, run["states"], run["events"])
+            shared = min(len(self.states), self.horizon + 1)
+            self._future = {
+                "events": [e for e in everything if e["frame"] > self.horizon],
+                "reproduces_clip": bool(np.array_equal(run["states"][:shared], self.states[:shared])),
+                "still_at_end": self._still(run["states"], self.horizon),
+            }
+        return self._future
+
+    def _still(self, states, frame) -> list[bool]:
+        tr = _tracks(self.spec, np.asarray(states)[frame : frame + 1])
+        speed = np.linalg.norm(tr["vel"][0], axis=-1)
+        return [bool(s < REST_SPEED * _units(self.spec)) for s in speed]
+
+
+def _balanced(rng, yes: list, no: list) -> list:
+    """As many "yes" as "no" candidates (at most PER_ANSWER each), in a deterministic order."""
+    n = min(len(yes), len(no), PER_ANSWER)
+    pick = []
+    for pool in (yes, no):
+        order = rng.permutation(len(pool))[:n]
+        pick += [pool[k] for k in sorted(order)]
+    return pick
+
+
+def _choices(rng, answer: str, others: list[str], k: int = 4) -> list[str]:
+    distractors = sorted(set(others) - {answer})
+    order = rng.permutation(len(distractors))[: k - 1]
+    return sorted([answer] + [distractors[i] for i in order])
+
+
+def _question(qtype, template, question, answer, evidence, choices=None) -> dict:
+    q = {"type": qtype, "template": template, "question": question, "answer": answer}
+    if choices is not None:
+        q["choices"] = choices
+    q["evidence"] = evidence
+    return q
+
+
+def _descriptive(sc: _Scene, rng) -> list[dict]:
+    out = []
+    ev, refs = sc.events, sc.referable_bodies()
+    body_hits = [e for e in ev if e["kind"] == "collide" and not e["with_static"]]
+    if len(sc.bn) >= 2:
+        out.append(
+            _question(
+                "descriptive",
+                "count_collisions",
+                "How many times do two objects collide with each other?",
+                str(len(body_hits)),
+                {"from": "clip", "events": _brief(body_hits)},
+            )
+        )
+    colours = body_names_colours(sc.spec)
+    firsts = []
+    for x in refs:
+        hits = [e for e in body_hits if x in e["objects"]]
+        if hits:
+            other = next(i for i in hits[0]["objects"] if i != x)
+            firsts.append((x, other, hits[0]))
+    for k in rng.permutation(len(firsts))[:2]:
+        x, other, e = firsts[k]
+        answer = colours[other]
+        out.append(
+            _question(
+                "descriptive",
+                "colour_of_first_hitter",
+                f"What colour is the object that {sc.body(x)} collides with first?",
+                answer,
+                {"from": "clip", "events": _brief([e])},
+                _choices(rng, answer, [colours[i] for i in range(len(colours)) if i != x]),
+            )
+        )
+    # Does A hit B?
+    hit = _pairs_hit(ev)
+    yes, no = [], []
+    for a in refs:
+        for key in sc.referable_targets(a):
+            if key[0] == "body" and key[2] < a:
+                continue
+            (yes if _hit(hit, key) else no).append(key)
+    for key in _balanced(rng, yes, no):
+        answer = "yes" if _hit(hit, key) else "no"
+        out.append(
+            _question(
+                "descriptive",
+                "does_hit",
+                f"Does {sc.body(key[1])} hit {sc.target(key)}?",
+                answer,
+                {
+                    "from": "clip",
+                    "events": _brief([e for e in ev if e["kind"] == "collide" and _key_of(e) == _norm(key)]),
+                },
+            )
+        )
+    # Which object comes to rest first?
+    rests = [e for e in ev if e["kind"] == "come_to_rest"]
+    if (
+        rests
+        and bool(sc.bu[rests[0]["objects"][0]])
+        and (len(rests) == 1 or rests[1]["frame"] > rests[0]["frame"])
+    ):
+        answer = sc.bn[rests[0]["objects"][0]]
+        out.append(
+            _question(
+                "descriptive",
+                "first_to_rest",
+                "Which object comes to rest first?",
+                answer,
+                {"from": "clip", "events": _brief(rests[:2])},
+                _choices(rng, answer, [sc.bn[i] for i in refs]),
+            )
+        )
+    # Does A fall?
+    fell = {e["objects"][0] for e in ev if e["kind"] == "fall"}
+    if _up(sc.spec) is not None:
+        yes = [a for a in refs if a in fell]
+        no = [a for a in refs if a not in fell and not sc.spec["bodies"][a].get("kinematic")]
+        for a in _balanced(rng, yes, no):
+            out.append(
+                _question(
+                    "descriptive",
+                    "does_fall",
+                    f"Does {sc.body(a)} fall?",
+                    "yes" if a in fell else "no",
+                    {
+                        "from": "clip",
+                        "events": _brief([e for e in ev if e["kind"] == "fall" and e["objects"] == [a]]),
+                    },
+                )
+            )
+    return out
+
+
+def body_names_colours(spec: dict) -> list[str]:
+    """The colour word of each body (render.body_color_names in 2D, the spec's colour in 3D)."""
+    if _dims(spec) == 2:
+        from physworld.data.render import body_color_names
+
+        return body_color_names(len(spec["bodies"]))
+    return [str(b.get("color", "grey")) for b in spec["bodies"]]
+
+
+def _norm(key: tuple) -> tuple:
+    if key[0] == "body":
+        return ("body", min(key[1], key[2]), max(key[1], key[2]))
+    return key
+
+
+def _key_of(e: dict) -> tuple:
+    if e["with_static"]:
+        return ("static", e["objects"][0], e["static"])
+    return _norm(("body", *e["objects"]))
+
+
+def _hit(hit: set, key: tuple) -> bool:
+    return _norm(key) in hit
+
+
+def _explanatory(sc: _Scene, rng) -> list[dict]:
+    """Which earlier collision caused an event: each candidate is removed and the scene re-simulated;
+    the cause is the one candidate without which the event no longer happens."""
+    named, none = [], []
+    ev = sc.events
+    targets = []
+    seen_falls = set()
+    for e in ev:
+        if e["kind"] == "fall" and sc.bu[e["objects"][0]] and e["objects"][0] not in seen_falls:
+            seen_falls.add(e["objects"][0])
+            targets.append(e)
+    first_body_hits = {}
+    for e in ev:
+        if e["kind"] == "collide" and not e["with_static"] and all(sc.bu[i] for i in e["objects"]):
+            first_body_hits.setdefault(_key_of(e), e)
+    targets += list(first_body_hits.values())
+    budget = MAX_REMOVALS
+    for t in [targets[k] for k in rng.permutation(len(targets))]:
+        parties = set(t["objects"])
+        candidates = sorted(
+            {
+                i
+                for e in ev
+                if e["kind"] == "collide"
+                and not e["with_static"]
+                and e["frame"] < t["frame"]
+                and parties & set(e["objects"])
+                for i in e["objects"]
+                if i not in parties
+            }
+        )
+        candidates = [c for c in candidates if sc.bu[c]]
+        new = [c for c in candidates if c not in sc._removed]
+        if not candidates or len(new) > budget:
+            continue
+        budget -= len(new)
+        still = {}
+        for c in candidates:
+            cf = sc.without(c)
+            if t["kind"] == "fall":
+                still[c] = any(e["kind"] == "fall" and e["objects"] == t["objects"] for e in cf)
+            else:
+                still[c] = any(e["kind"] == "collide" and _key_of(e) == _key_of(t) for e in cf)
+        causes = [c for c in candidates if not still[c]]
+        if len(causes) > 1:
+            continue  # several sufficient causes: no single answer
+        answer = sc.bn[causes[0]] if causes else "none of them"
+        # bodies that never touched the parties before are wrong by construction; they pad the
+        # choices to four, so that a blind guess is not a coin toss between a candidate and "none"
+        options = [sc.bn[c] for c in candidates] + ["none of them"]
+        others = [sc.bn[i] for i in sc.referable_bodies() if i not in candidates and i not in parties]
+        options += [others[k] for k in rng.permutation(len(others))[: max(0, 4 - len(options))]]
+        options.sort()
+        if t["kind"] == "fall":
+            question = f"Which object's collision caused {sc.body(t['objects'][0])} to fall?"
+            template = "cause_of_fall"
+        else:
+            a, b = t["objects"]
+            question = f"Which object is responsible for the collision between {sc.body(a)} and {sc.body(b)}?"
+            template = "cause_of_collision"
+        (named if causes else none).append(
+            _question(
+                "explanatory",
+                template,
+                question,
+                answer,
+                {
+                    "from": "counterfactual simulations",
+                    "event": _brief([t])[0],
+                    "candidates": {
+                        sc.bn[c]: {"collided_before": True, "event_without_it": still[c]} for c in candidates
+                    },
+                },
+                options,
+            )
+        )
+        if len(named) >= 2:
+            break
+    # "none of them" no more often than a named cause, so it is never the safe guess
+    return named + none[: len(named)]
+
+
+def _predictive(sc: _Scene, rng) -> list[dict]:
+    fut = sc.future()
+    ev, refs = fut["events"], sc.referable_bodies()
+    seconds = sc.predict_frames * _dt(sc.spec)
+    within = f"in the {seconds:g} seconds after the video ends"
+    evidence = {
+        "from": "simulation past the clip",
+        "frames_simulated": sc.horizon + sc.predict_frames,
+        "reproduces_clip": fut["reproduces_clip"],
+    }
+    out = []
+    hit = _pairs_hit(ev)
+    yes, no = [], []
+    for a in refs:
+        for key in sc.referable_targets(a):
+            if key[0] == "body" and key[2] < a:
+                continue
+            (yes if _hit(hit, key) else no).append(key)
+    for key in _balanced(rng, yes, no):
+        out.append(
+            _question(
+                "predictive",
+                "will_hit",
+                f"Will {sc.body(key[1])} hit {sc.target(key)} {within}?",
+                "yes" if _hit(hit, key) else "no",
+                dict(
+                    evidence,
+                    events=_brief([e for e in ev if e["kind"] == "collide" and _key_of(e) == _norm(key)][:3]),
+                ),
+            )
+        )
+    moving = [a for a in refs if not fut["still_at_end"][a] and not sc.spec["bodies"][a].get("kinematic")]
+    rested = {e["objects"][0] for e in ev if e["kind"] == "come_to_rest"}
+    for a in _balanced(rng, [a for a in moving if a in rested], [a for a in moving if a not in rested]):
+        out.append(
+            _question(
+                "predictive",
+                "will_rest",
+                f"Will {sc.body(a)}, moving when the video ends, come to rest {within}?",
+                "yes" if a in rested else "no",
+                dict(
+                    evidence,
+                    events=_brief([e for e in ev if e["kind"] == "come_to_rest" and e["objects"] == [a]]),
+                ),
+            )
+        )
+    nexts = []
+    for a in refs:
+        first = next((e for e in ev if e["kind"] == "collide" and a in e["objects"]), None)
+        if first is None:
+            continue
+        if first["with_static"]:
+            if first["static"] >= 0 and sc.su[first["static"]]:
+                nexts.append((a, sc.sn[first["static"]], first))
+        else:
+            other = next(i for i in first["objects"] if i != a)
+            if sc.bu[other]:
+                nexts.append((a, sc.bn[other], first))
+    options = [sc.bn[i] for i in refs] + [sc.sn[s] for s in range(len(sc.sn)) if sc.su[s]]
+    for k in rng.permutation(len(nexts))[:2]:
+        a, answer, e = nexts[k]
+        out.append(
+            _question(
+                "predictive",
+                "next_hit",
+                f"What will {sc.body(a)} hit next after the video ends?",
+                answer,
+                dict(evidence, events=_brief([e])),
+                _choices(rng, answer, [o for o in options if o != sc.bn[a]]),
+            )
+        )
+    return out
+
+
+def _counterfactual(sc: _Scene, rng) -> list[dict]:
+    out = []
+    refs = sc.referable_bodies()
+    involved = sorted({i for e in sc.events if e["kind"] == "collide" for i in e["objects"] if sc.bu[i]})
+    pool = involved or refs
+    # reuse the worlds the explanatory questions simulated, then draw more up to MAX_REMOVALS
+    removals = sorted(sc._removed.keys() & set(pool))
+    fresh = [pool[k] for k in rng.permutation(len(pool)) if pool[k] not in removals]
+    removals += sorted(fresh[: max(0, MAX_REMOVALS - len(removals))])
+    factual_hit = _pairs_hit(sc.events)
+    factual_fell = {e["objects"][0] for e in sc.events if e["kind"] == "fall"}
+    yes, no, fall_yes, fall_no = [], [], [], []
+    for k in removals:
+        cf = sc.without(k)
+        hit = _pairs_hit(cf)
+        fell = {e["objects"][0] for e in cf if e["kind"] == "fall"}
+        for a in refs:
+            if a == k:
+                continue
+            for key in sc.referable_targets(a):
+                if key[0] == "body" and (key[2] < a or key[2] == k):
+                    continue
+                item = (k, key, _hit(hit, key), _hit(factual_hit, key))
+                (yes if item[2] else no).append(item)
+            if _up(sc.spec) is not None and not sc.spec["bodies"][a].get("kinematic"):
+                item = (k, a, a in fell, a in factual_fell)
+                (fall_yes if item[2] else fall_no).append(item)
+
+    def changed_first(items):
+        # outcomes that differ from the clip make the question worth asking; keep them first
+        return sorted(items, key=lambda it: (it[2] == it[3], it[0], str(it[1])))
+
+    for k, key, answer, factual in _balanced(
+        rng, changed_first(yes)[: 4 * PER_ANSWER], changed_first(no)[: 4 * PER_ANSWER]
+    ):
+        cf = sc.without(k)
+        out.append(
+            _question(
+                "counterfactual",
+                "hit_without",
+                f"If {sc.body(k)} were removed, would {sc.body(key[1])} hit {sc.target(key)}?",
+                "yes" if answer else "no",
+                {
+                    "from": "simulation without the object",
+                    "removed": k,
+                    "frames_simulated": sc.horizon,
+                    "factual": "yes" if factual else "no",
+                    "events": _brief(
+                        [e for e in cf if e["kind"] == "collide" and _key_of(e) == _norm(key)][:3]
+                    ),
+                },
+            )
+        )
+    for k, a, answer, factual in _balanced(
+        rng, changed_first(fall_yes)[: 4 * PER_ANSWER], changed_first(fall_no)[: 4 * PER_ANSWER]
+    ):
+        cf = sc.without(k)
+        out.append(
+            _question(
+                "counterfactual",
+                "fall_without",
+                f"If {sc.body(k)} were removed, would {sc.body(a)} fall?",
+                "yes" if answer else "no",
+                {
+                    "from": "simulation without the object",
+                    "removed": k,
+                    "frames_simulated": sc.horizon,
+                    "factual": "yes" if factual else "no",
+                    "events": _brief([e for e in cf if e["kind"] == "fall" and e["objects"] == [a]]),
+                },
+            )
+        )
+    return out
+
+
+def describe_scene(
+    record: dict, *, horizon_frames: int | None = None, predict_frames: int = PREDICT_FRAMES
+) -> dict:
+    """Caption, events and questions of a record's clip: frames 0..horizon_frames of its states
+    (default: all of them). Deterministic: the same record gives the same, JSON-serialisable dict.
+
+    Predictive questions look `predict_frames` frames past the clip (re-simulated from the spec);
+    counterfactual and explanatory ones re-simulate the clip's frames with one body removed.
+    """
+    states = np.asarray(record["states"])
+    last = len(states) - 1
+    horizon = last if horizon_frames is None else int(horizon_frames)
+    if not 1 <= horizon <= last:
+        raise ValueError(
+            f"horizon_frames must be between 1 and {last} (the record's last frame), got {horizon_frames}"
+        )
+    if predict_frames < 1:
+        raise ValueError(f"predict_frames must be at least 1, got {predict_frames}")
+    sc = _Scene(record, horizon, int(predict_frames))
+    seed_words = [
+        int(record.get("seed", 0)) & 0xFFFFFFFF,
+        zlib.crc32(str(record.get("scenario_type", "")).encode()),
+        horizon,
+    ]
+    questions = []
+    for part in (_descriptive, _explanatory, _predictive, _counterfactual):
+        questions += part(
+            sc, np.random.default_rng(seed_words + [KIND_ORDER.index("collide"), len(questions)])
+        )
+    out = {
+        "caption": caption(sc.spec, sc.events),
+        "objects": [{"index": i, "name": sc.bn[i], "unique": sc.bu[i]} for i in range(len(sc.bn))],
+        "events": sc.events,
+        "questions": questions,
+        "horizon_frames": horizon,
+        "predict_frames": int(predict_frames),
+    }
+    # one JSON round trip: plain Python types only, and the dict is exactly what a file will hold
+    return json.loads(json.dumps(out))
