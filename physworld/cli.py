@@ -22,7 +22,12 @@ class UserError(Exception):
 def _clip_config(args):
     from physworld.data.clips import ClipConfig
 
-    return ClipConfig(resolution=args.clip_resolution, frames=args.clip_frames, fps=args.clip_fps)
+    return ClipConfig(
+        resolution=args.clip_resolution,
+        frames=args.clip_frames,
+        fps=args.clip_fps,
+        captions=not args.no_captions,
+    )
 
 
 def cmd_generate(args) -> int:
@@ -326,6 +331,12 @@ def _clip_flags(parser, prefix: str = "clip-") -> None:
     ):
         flags = [f"--clip-{name}"] + ([f"--{name}"] if not prefix else [])
         parser.add_argument(*flags, dest=f"clip_{name}", type=typ, default=default, help=help_)
+    parser.add_argument(
+        *(["--no-clip-captions"] + (["--no-captions"] if not prefix else [])),
+        dest="no_captions",
+        action="store_true",
+        help="skip each clip's caption and questions (they re-simulate the scene several times)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,15 @@ def test_clip_streams_agree_with_the_states(clip_dataset):
                     assert clip["bboxes"][t, i].tolist() == [-1, -1, -1, -1]
 
 
+def test_captions_describe_what_the_clip_shows(clip_dataset):
+    from physworld.data.captions import describe_scene
+
+    ds = Dataset(clip_dataset)
+    for clip in list(C.Clips(clip_dataset / "clips").iter_clips())[:3]:
+        want = describe_scene(ds.scene(clip["scene_id"]), horizon_frames=12)  # the last clip frame
+        assert clip["caption"] == want and want["caption"]
+
+
 def test_every_fully_visible_centre_is_inside_its_mask():
     """Project each body's centre with the clip's camera: it falls in its own mask (a 64 px clip)."""
     from physworld.data.validate_clips import project_centres
@@ -362,7 +371,7 @@ def test_png_round_trip_is_lossless():
 
 # ---------------------------------------------------------------- 3D
 
-TINY_3D = C.ClipConfig(resolution=48, frames=6, fps=12)  # 3D scenes record 24 frames/s: stride 2
+TINY_3D = C.ClipConfig(resolution=48, frames=6, fps=12, captions=False)  # 3D: 24 frames/s, stride 2
 
 
 @pytest.fixture(scope="module")
@@ -465,6 +474,7 @@ def test_3d_dataset_clips_validate_and_match_worker_counts(tmp_path):
     assert report.ok and "clips" in report.checks_run, [f.message for f in report.findings]
     view = ClipDataset(prepare_clips(root, progress=False))
     assert view[0]["depth"].shape == (6, 48, 48) and view[0]["states"].shape[-1] == 13
+    assert next(C.Clips(root / "clips").iter_clips())["caption"] is None  # captions=False
 
 
 def test_bad_3d_camera_is_one_clear_error():

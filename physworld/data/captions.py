@@ -378,11 +378,7 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
 
 
 def _simulate(spec: dict, frames: int) -> dict:
-    if _dims(spec) == 3:
-        from physworld.worlds import engine3d
-
-        return engine3d.simulate(spec, frames)
-    from physworld.worlds.engine import simulate
+    from physworld.worlds.engine import simulate  # runs 3D specs on PyBullet (worlds/bullet.py)
 
     return simulate(spec, frames)
 

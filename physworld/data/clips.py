@@ -44,8 +44,9 @@ Streams and why (bench/bench_clips.py measures bytes per clip for each, against 
 - camera: JSON. 2D: an orthographic map (col = x * sx, row = pad_rows + (600 - y) * sy; the 4:3
   world is letterboxed into the square image so circles stay round). 3D: intrinsics K (3 x 3, pixels),
   extrinsics (4 x 4 world-to-camera, OpenCV axes: x right, y down, z forward), near, far.
-- caption: JSON from physworld.data.captions.describe_scene (caption, events, questions with
-  answers) where that module is installed, else null.
+- caption: JSON from physworld.data.captions.describe_scene for the frames the clip shows (caption,
+  events, questions with answers, every answer from the simulator); null with --no-captions, which
+  saves the re-simulations they need (bench/bench_clips.py measures what they cost).
 
 Bytes depend only on the dataset and the clip config: every clip is rendered in its own process's
 fresh state, shards are written whole, and the worker count only changes which process renders which
@@ -92,6 +93,7 @@ class ClipConfig:
     resolution: int = 128  # square images, as MOVi's
     frames: int = 24
     fps: float = 12.0
+    captions: bool = True  # store describe_scene's caption and questions (re-simulates: costs time)
 
     def __post_init__(self):
         if not isinstance(self.resolution, int) or not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
@@ -106,7 +108,9 @@ class ClipConfig:
                 f"--clip-frames {self.frames}: need a whole number in [1, {MAX_FRAMES}] (MOVi: 24)"
             )
         if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
-            raise ClipError(f"--clip-fps {self.fps:g}: need a positive number of frames per second (MOVi: 12)")
+            raise ClipError(
+                f"--clip-fps {self.fps:g}: need a positive number of frames per second (MOVi: 12)"
+            )
 
     def stride(self, sim_fps: float) -> int:
         """Simulated frames per clip frame; the clip rate must divide the simulation's rate."""
@@ -135,7 +139,7 @@ class ClipConfig:
             )
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "fps": float(self.fps)}
+        return {**asdict(self), "fps": float(self.fps), "captions": bool(self.captions)}
 
 
 # ---------------------------------------------------------------- rendering one clip
@@ -382,15 +386,15 @@ def _dtype(t: pa.DataType) -> str:
     ]
 
 
-def _describe(record: dict):
-    try:
-        from physworld.data.captions import describe_scene
-    except ImportError:
-        return None
-    return canonical_json(describe_scene(record))
+def _describe(record: dict, clip: dict) -> str:
+    """Caption, events and questions of what the clip shows: the scene up to its last clip frame."""
+    from physworld.data.captions import describe_scene
+
+    horizon = max(1, int(clip["frame_indices"][-1]))
+    return canonical_json(describe_scene(record, horizon_frames=horizon))
 
 
-def clip_row(record: dict, clip: dict) -> dict:
+def clip_row(record: dict, clip: dict, captions: bool = True) -> dict:
     n = clip["states"].shape[1]
     return {
         "scene_id": int(record["scene_id"]),
@@ -412,7 +416,7 @@ def clip_row(record: dict, clip: dict) -> dict:
         "visible_fraction": clip["visible_fraction"].ravel(),
         "bboxes": clip["bboxes"].ravel(),
         "states": clip["states"].ravel(),
-        "caption": _describe(record),
+        "caption": _describe(record, clip) if captions else None,
     }
 
 
@@ -536,7 +540,7 @@ def _first_record(data_dir: Path, manifest: dict) -> dict | None:
 
 def build_clip_shard(data_dir: Path, clips_dir: Path, k: int, source_file: str, config: ClipConfig) -> int:
     records = table_to_records(pq.read_table(data_dir / source_file))
-    rows = [clip_row(r, render_clip(r, config)) for r in records]
+    rows = [clip_row(r, render_clip(r, config), config.captions) for r in records]
     atomic_write_bytes(clips_dir / clip_shard_name(k), clip_shard_bytes(rows))
     return len(rows)
 
