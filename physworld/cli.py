@@ -90,6 +90,14 @@ def _print_clips(result) -> None:
     )
 
 
+def cmd_prepare_clips(args) -> int:
+    from physworld.data.clip_view import prepare_clips
+
+    out = prepare_clips(args.data_dir, clips_dir=args.clips_dir, progress=not args.quiet)
+    print(f"clip view prepared -> {out}")
+    return 0
+
+
 def cmd_render_clips(args) -> int:
     _print_clips(_render_clips(args.data_dir, _clip_config(args), args.clips_dir, args))
     return 0
@@ -393,6 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rcl.add_argument("--quiet", action="store_true", help="no progress bar")
     rcl.set_defaults(func=cmd_render_clips)
+
+    pcl = verbs.add_parser(
+        "prepare-clips",
+        help="decode a dataset's clips once into the memory-mapped view vision models train on",
+    )
+    pcl.add_argument("data_dir", type=Path)
+    pcl.add_argument("--clips-dir", type=Path, help="the clips folder (default: <data_dir>/clips)")
+    pcl.add_argument("--quiet", action="store_true")
+    pcl.set_defaults(func=cmd_prepare_clips)
 
     i = verbs.add_parser("import-jsonl", help="read a dataset in guide 001's JSONL layout into the store")
     i.add_argument("--input-dir", required=True, type=Path)

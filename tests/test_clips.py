@@ -344,6 +344,12 @@ def test_clip_view_serves_the_stored_clips(clip_dataset):
         assert np.array_equal(item["segmentation"].numpy(), clips[i]["segmentation"])
     batch = collate_clips([ds[0], ds[1]])
     assert batch["rgb"].shape == (2, 4, 32, 32, 3) and len(batch["states"]) == 2
+    rgb_only = ClipDataset(view, streams=("rgb",))[1]
+    assert set(rgb_only) == {"scene_id", "scenario_type", "difficulty", "rgb"}
+    assert np.array_equal(rgb_only["rgb"].numpy(), clips[1]["rgb"])
+    with pytest.raises(C.ClipError, match=r"streams \['depth'\]: not in this view"):
+        ClipDataset(view, streams=("rgb", "depth"))
+    assert main(["prepare-clips", str(clip_dataset), "--quiet"]) == 0
 
 
 def test_hugging_face_datasets_opens_the_clips(clip_dataset, tmp_path):
