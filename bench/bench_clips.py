@@ -22,6 +22,7 @@ clip view against a small video model. Everything compared is measured side by s
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import shutil
@@ -176,11 +177,11 @@ def storage(args, root: Path) -> dict:
         mp4 = [_mp4_bytes(r) for r in rgbs]
         stable = all(_mp4_bytes(r) == m for r, m in zip(rgbs, mp4, strict=True))
 
-        def png9(frames):
+        def png(frames, level):
             total = 0
             for f in frames:
-                buf = __import__("io").BytesIO()
-                Image.fromarray(f).save(buf, format="PNG", compress_level=9)
+                buf = io.BytesIO()
+                Image.fromarray(f).save(buf, format="PNG", compress_level=level)
                 total += len(buf.getvalue())
             return total
 
@@ -188,7 +189,8 @@ def storage(args, root: Path) -> dict:
             "sizes": sizes,
             "raw_rgb": float(np.mean([r.nbytes for r in rgbs])),
             "mp4": float(np.mean([len(m) for m in mp4])),
-            "png9": float(np.mean([png9(r) for r in rgbs])),
+            "png6": float(np.mean([png(r, 6) for r in rgbs])),
+            "png9": float(np.mean([png(r, 9) for r in rgbs])),
             "mp4_stable": stable,
             "file": path.stat().st_size / n,
         }

@@ -504,3 +504,14 @@ def test_gallery_renders_3d_types(tmp_path):
     assert [p.name for p in paths] == ["movi_a.gif", "pong.gif", "gallery.png"]
     frames = iio.imread(tmp_path / "movi_a.gif")
     assert frames.shape[1:3] == (48, 48) and len(np.unique(frames.reshape(-1, frames.shape[-1]), axis=0)) > 8
+
+
+def test_a_damaged_clip_file_stops_prepare_with_one_line(tmp_path, clip_dataset, capsys):
+    copy = tmp_path / "ds"
+    shutil.copytree(clip_dataset, copy, ignore=shutil.ignore_patterns("view"))
+    shard = copy / "clips" / C.clip_shard_name(1)
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated
+    assert main(["prepare-clips", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{shard}: does not decode" in err and "physworld validate" in err and "Traceback" not in err
+    assert not (copy / "clips" / "view" / "meta.json").exists()

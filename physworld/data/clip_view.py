@@ -83,7 +83,10 @@ def prepare_clips(data_dir, clips_dir=None, out_dir=None, progress: bool = True)
     # Sizes first, from the small columns only.
     sizes, has_depth = [], False
     for entry in store.manifest["shards"]:
-        table = pq.read_table(clips_dir / entry["file"], columns=["num_bodies", "state_dim"])
+        try:
+            table = pq.read_table(clips_dir / entry["file"], columns=["num_bodies", "state_dim"])
+        except Exception as e:
+            raise C.damaged(clips_dir / entry["file"], clips_dir, e) from e
         sizes += table.column("num_bodies").to_pylist()
         has_depth |= 13 in table.column("state_dim").to_pylist()
     if len(sizes) != n:
@@ -184,7 +187,9 @@ class ClipDataset(TorchDataset):
     @property
     def arrays(self) -> dict:
         if self._arrays is None:
-            self._arrays = {k: np.load(self.root / f"{k}.npy", mmap_mode="r") for k in self.streams}
+            # Copy-on-write maps: an item's frames are handed to torch without a copy (the batch's
+            # stack is the one copy), and writing to them never reaches the files.
+            self._arrays = {k: np.load(self.root / f"{k}.npy", mmap_mode="c") for k in self.streams}
         return self._arrays
 
     def __len__(self) -> int:
@@ -202,7 +207,7 @@ class ClipDataset(TorchDataset):
         }
         for name in ("rgb", "flow", "depth"):
             if name in a:
-                item[name] = torch.from_numpy(np.array(a[name][i]))
+                item[name] = torch.from_numpy(a[name][i])
         if "segmentation" in a:
             item["segmentation"] = torch.from_numpy(a["segmentation"][i].astype(np.int32))
         if "states" in a:

@@ -539,7 +539,13 @@ def _first_record(data_dir: Path, manifest: dict) -> dict | None:
 
 
 def build_clip_shard(data_dir: Path, clips_dir: Path, k: int, source_file: str, config: ClipConfig) -> int:
-    records = table_to_records(pq.read_table(data_dir / source_file))
+    try:
+        records = table_to_records(pq.read_table(data_dir / source_file))
+    except Exception as e:
+        raise ClipError(
+            f"{data_dir / source_file}: cannot read the scenes ({type(e).__name__}: {e}); run physworld "
+            f"validate --data-dir {data_dir}"
+        ) from e
     rows = [clip_row(r, render_clip(r, config), config.captions) for r in records]
     atomic_write_bytes(clips_dir / clip_shard_name(k), clip_shard_bytes(rows))
     return len(rows)
@@ -662,6 +668,13 @@ def _card(manifest: dict) -> str:
 # ---------------------------------------------------------------- reading
 
 
+def damaged(path: Path, clips_dir: Path, error: Exception) -> ClipError:
+    return ClipError(
+        f"{path}: does not decode ({type(error).__name__}: {error}); run physworld validate --data-dir "
+        f"{Path(clips_dir).parent} to locate the damage, delete the file and rerun render-clips"
+    )
+
+
 class Clips:
     """A finished clips directory: its manifest and clips, decoded on demand."""
 
@@ -687,6 +700,11 @@ class Clips:
 
     def iter_clips(self, decode: bool = True):
         for entry in self.manifest["shards"]:
-            pf = pq.ParquetFile(self.root / entry["file"])
-            for g in range(pf.num_row_groups):
-                yield from decode_table(pf.read_row_group(g), images=decode)
+            path = self.root / entry["file"]
+            try:
+                pf = pq.ParquetFile(path)
+                groups = [pf.read_row_group(g) for g in range(pf.num_row_groups)]
+                clips = [c for table in groups for c in decode_table(table, images=decode)]
+            except Exception as e:  # a damaged file: name it and say what to run, never a traceback
+                raise damaged(path, self.root, e) from e
+            yield from clips
