@@ -20,8 +20,9 @@ lz] full edge lengths | "radius", "height" along the body's z axis), "mass", "ma
 "linear_damping", "angular_damping", "position": [3], "orientation": [qx, qy, qz, qw], "velocity":
 [3], "angular_velocity": [3] (world frame, rad/s)}. "restitution" is what PyBullet is given;
 PyBullet multiplies it by the restitution of whatever the body hits, and its solver adds its own
-losses, so "effective_restitution" is the coefficient actually measured by dropping the body's
-material onto this scene's floor from 1 m (bounce height = effective_restitution^2 x drop height).
+losses, so "effective_restitution" is the coefficient actually measured by dropping a ball of the
+body's restitution onto this scene's floor (bounce height = effective_restitution^2 x drop height,
+averaged over drops from 0.25 to 2 m; PyBullet's bounces vary a few percent with impact speed).
 
 A static is {"kind": "plane", "normal", "offset", "extent"} (infinite for physics; `extent` is the
 half size a renderer should draw) or {"kind": "box", "size", "position", "orientation"}, each with
@@ -39,8 +40,8 @@ import math
 DIMS = 3
 GRAVITY = (0.0, 0.0, -9.81)
 FPS = 24  # MOVi's frame rate
-# Chosen by bench/bench_substeps_3d.py (see BENCHMARKS.md): 240 Hz physics, PyBullet's own default
-# step, the smallest that keeps a resting tower still and contacts shallow at 24 fps.
+# Measured by bench/bench_substeps_3d.py (see BENCHMARKS.md): 240 Hz physics, PyBullet's own and
+# MOVi's step; resting stacks stay within 2 mm and contacts within about 5 mm at 24 fps.
 DEFAULT_SUBSTEPS = 10
 DEFAULT_SOLVER_ITERATIONS = 50
 PENETRATION_TOLERANCE = 0.01  # m; the most two shapes may overlap at spawn in a generated scene
