@@ -134,6 +134,21 @@ def cmd_import_jsonl(args) -> int:
     return 0
 
 
+def cmd_captions(args) -> int:
+    from physworld.data.captions import write_captions
+
+    config = write_captions(
+        args.data_dir,
+        args.output_dir,
+        horizon_frames=args.horizon_frames,
+        predict_frames=args.predict_frames,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+    )
+    print(f"captions and questions of {config['dataset']['num_scenes']} scenes -> {args.output_dir}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from physworld.data.validate import format_report, validate
     from physworld.fileio import atomic_write_json
@@ -411,6 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     pcl.add_argument("--quiet", action="store_true")
     pcl.set_defaults(func=cmd_prepare_clips)
 
+    cap = verbs.add_parser(
+        "captions",
+        help="captions and CLEVRER-style questions for every scene of a dataset (docs/CAPTIONS.md)",
+    )
+    cap.add_argument("--data-dir", required=True, type=Path)
+    cap.add_argument("--output-dir", required=True, type=Path, help="created; resumed if it exists")
+    cap.add_argument(
+        "--horizon-frames", type=int, default=None, help="last frame the clip shows (default: every frame)"
+    )
+    cap.add_argument(
+        "--predict-frames", type=int, default=None, help="frames past the clip for predictive questions (2 s)"
+    )
+    cap.add_argument("--num-workers", type=int, default=default_workers())
+    cap.add_argument("--quiet", action="store_true")
+    cap.set_defaults(func=cmd_captions)
     i = verbs.add_parser("import-jsonl", help="read a dataset in guide 001's JSONL layout into the store")
     i.add_argument("--input-dir", required=True, type=Path)
     i.add_argument("--output-dir", required=True, type=Path)

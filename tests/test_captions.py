@@ -171,7 +171,13 @@ def test_bodies_that_share_colour_and_shape_are_told_apart_by_size_or_not_asked_
 # ---------------------------------------------------------------- determinism and interface
 
 
-SAMPLE = [("head_on", 2, 1), ("dominos", 1, 1), ("projectile", 2, 0), ("chain_reaction", 1, 2), ("pendulum", 2, 5)]
+SAMPLE = [
+    ("head_on", 2, 1),
+    ("dominos", 1, 1),
+    ("projectile", 2, 0),
+    ("chain_reaction", 1, 2),
+    ("pendulum", 2, 5),
+]
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +341,180 @@ def test_every_2d_type_is_described():
         out = describe_scene(make_record(0, scenario_type, 1, 0, 60))
         assert out["caption"] and json.loads(json.dumps(out)) == out
         assert np.isfinite([e["time"] for e in out["events"]]).all()
+
+
+# ---------------------------------------------------------------- 3D scenes (PyBullet)
+
+
+def spec_3d(gravity=(0.0, 0.0, -9.81)):
+    from physworld.worlds import spec3d
+
+    spec = spec3d.new_spec("hand", gravity=gravity)
+    spec["statics"] = [spec3d.floor()]
+    return spec
+
+
+def test_3d_dropped_sphere_falls_hits_the_floor_once_and_comes_to_rest():
+    from physworld.worlds import spec3d
+
+    spec = spec_3d()
+    spec["bodies"] = [spec3d.sphere((0.0, 0.0, 2.0), 0.25, color="red", material="metal", restitution=0.0)]
+    out = describe_scene(record_of(spec, 48))
+    assert out["objects"][0]["name"] == "red sphere"
+    (hit,) = kinds(out["events"], "collide")
+    assert hit["with_static"] and captions.static_names(spec)[0][hit["static"]] == "floor"
+    assert abs(hit["frame"] - math.sqrt(2 * 1.75 / 9.81) * 24) <= 1.5
+    assert [e["objects"] for e in kinds(out["events"], "fall")] == [[0]]
+    (rest,) = kinds(out["events"], "come_to_rest")
+    assert rest["frame"] >= hit["frame"]
+    assert out["caption"].startswith(
+        "There is one object: a red sphere. The red sphere falls, then the red sphere hits the floor"
+    )
+
+
+def test_3d_head_on_spheres_collide_at_the_predicted_frame_and_counterfactual_removes_the_hit():
+    from physworld.worlds import spec3d
+
+    spec = spec_3d(gravity=(0.0, 0.0, 0.0))
+    spec["bodies"] = [
+        spec3d.sphere((-2.0, 0.0, 1.0), 0.25, velocity=(2.0, 0.0, 0.0), color="red"),
+        spec3d.sphere((2.0, 0.0, 1.0), 0.25, velocity=(-2.0, 0.0, 0.0), color="blue"),
+        spec3d.box((0.0, 3.0, 1.0), (0.5, 0.5, 0.5), color="green"),
+    ]
+    record = record_of(spec, 36)
+    events = extract_events(spec, record["states"], record["events"])
+    (hit,) = kinds(events, "collide")
+    assert sorted(hit["objects"]) == [0, 1] and abs(hit["frame"] - 3.5 / 4.0 * 24) <= 1
+    out = describe_scene(record)
+    assert json.dumps(out) == json.dumps(describe_scene(record))
+    for q in out["questions"]:
+        if q["template"] == "hit_without" and q["question"].endswith("hit the blue sphere?"):
+            assert q["answer"] == "no" and q["evidence"]["removed"] == 0  # only removing red removes the hit
+    without_red, _ = remove_body(spec, 0)
+    run = simulate(without_red, 36)
+    assert not [
+        e for e in extract_events(without_red, run["states"], run["events"]) if e["kind"] == "collide"
+    ]
+
+
+def test_3d_names_use_material_then_size_only_when_needed():
+    from physworld.worlds import spec3d
+
+    spec = spec_3d()
+    spec["bodies"] = [
+        spec3d.sphere((0, 0, 1), 0.3, color="red", material="metal"),
+        spec3d.sphere((1, 0, 1), 0.3, color="red", material="rubber"),
+        spec3d.box((2, 0, 1), (0.4, 0.4, 0.4), color="blue"),
+        spec3d.box((3, 0, 1), (0.8, 0.8, 0.8), color="blue"),
+        spec3d.box((4, 0, 1), (0.4, 0.4, 1.2), color="green"),
+    ]
+    names, unique = captions.body_names(spec)
+    assert names == [
+        "metal red sphere",
+        "rubber red sphere",
+        "small blue cube",
+        "large blue cube",
+        "green block",
+    ]
+    assert all(unique)
+
+
+def test_3d_movi_answers_match_fresh_simulations():
+    record = make_record(0, "movi_a", 2, 3, 36)
+    out = describe_scene(record, predict_frames=24)
+    spec = record["spec"]
+    names, _ = captions.body_names(spec)
+    checked = 0
+    for q in out["questions"]:
+        if q["template"] != "hit_without":
+            continue
+        subject = q["question"].split(" would the ")[1].split(" hit ")[0]
+        target = q["question"].split(" hit the ")[1].rstrip("?")
+        cf, old_to_new = remove_body(spec, q["evidence"]["removed"])
+        assert len(cf["bodies"]) == len(spec["bodies"]) - 1
+        run = simulate(cf, 36)
+        a = old_to_new[names.index(subject)]
+        b = old_to_new[names.index(target)] if target in names else -1
+        onsets = [
+            (int(f), int(x), int(y))
+            for f, x, y in zip(
+                run["events"]["frame"], run["events"]["body_a"], run["events"]["body_b"], strict=True
+            )
+            if sorted((int(x), int(y))) == sorted((a, b))
+        ]
+        # "no" needs no contact onset at all; "yes" one the extraction judged strong enough
+        if q["answer"] == "no":
+            assert not [o for o in onsets if o[0] > 0 and strong_3d(cf, run, o)], q
+        else:
+            assert onsets, q
+        checked += 1
+    assert checked >= 2
+
+
+def strong_3d(spec, run, onset):
+    """A contact onset in a 3D run whose pair changes relative velocity by the threshold or more."""
+    f, a, b = onset
+    v = run["states"][:, :, 7:10].astype(np.float64)
+    f0, f1 = max(f - 1, 0), min(f + 1, len(v) - 1)
+    if a < 0:
+        a, b = b, a
+    rel = v[[f0, f1], a] - (v[[f0, f1], b] if b >= 0 else 0.0)
+    change = rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) / 24.0 if b < 0 else 0.0)
+    return np.linalg.norm(change) >= captions.COLLIDE_MIN_DV
+
+
+# ---------------------------------------------------------------- physworld captions (a dataset's captions on disk)
+
+
+def test_captions_verb_is_resumable_and_independent_of_workers(tmp_path, capsys):
+    from physworld.cli import main
+
+    data = tmp_path / "data"
+    assert main(["generate", "--output-dir", str(data), "--scenario-types", "head_on", "tower",
+                 "--num-scenes-per-type", "2", "--frames-per-scene", "40", "--scenes-per-shard", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--num-workers", "1", "--quiet"])
+        == 0
+    )
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(two), "--num-workers", "2", "--quiet"])
+        == 0
+    )
+    files = sorted(p.name for p in one.iterdir())
+    assert files == ["captions.json", "captions_00000.jsonl", "captions_00001.jsonl"]
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+    lines = [json.loads(line) for f in files[1:] for line in (one / f).read_text().splitlines()]
+    assert sorted(r["scene_id"] for r in lines) == [0, 1, 2, 3] and all(r["caption"] for r in lines)
+    # an interrupted run resumes: a lost file is rewritten byte for byte, the others are kept
+    before = (one / files[1]).read_bytes()
+    (one / files[2]).unlink()
+    (one / ".captions_00001.jsonl.tmp123").write_text("half written")
+    assert main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--quiet"]) == 0
+    assert (one / files[2]).read_bytes() == (two / files[2]).read_bytes() and (
+        one / files[1]
+    ).read_bytes() == before
+    assert sorted(p.name for p in one.iterdir()) == files
+    capsys.readouterr()
+    # mistakes: one line, exit 2, nothing written is lost
+    assert (
+        main(["captions", "--data-dir", str(data), "--output-dir", str(one), "--horizon-frames", "20"]) == 2
+    )
+    assert "differs in: horizon_frames" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "captions",
+                "--data-dir",
+                str(data),
+                "--output-dir",
+                str(tmp_path / "x"),
+                "--horizon-frames",
+                "41",
+            ]
+        )
+        == 2
+    )
+    assert "--horizon-frames 41" in capsys.readouterr().err
+    assert (one / files[1]).read_bytes() == before

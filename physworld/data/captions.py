@@ -10,7 +10,7 @@ rules and thresholds): enter / exit (the body's centre crosses the edge of the v
 (body-body or body-static contact onsets strong enough to see), fall (a drop in free fall that does
 not follow a rise), come_to_rest (still for a quarter second after moving away) and topple (turned by
 more than 45 degrees since it was last at rest). Thresholds are physical: the 2D world has 1 px =
-1 cm, so they are stated in metres and seconds and scaled by UNITS_PER_METRE.
+1 cm, so they are stated in metres and seconds and scaled by UNITS_PER_METRE_2D.
 
 Questions come in four types. Descriptive and explanatory ones are answered from the clip's events;
 explanatory ones check each candidate cause by re-simulating the scene without it. Predictive ones
@@ -18,10 +18,14 @@ re-simulate the spec past the clip's end; counterfactual ones re-simulate it wit
 (`remove_body` drops the body, its joints and any controller's reference to it). Yes/no questions
 are sampled so that each template has as many "yes" as "no" answers in every scene.
 
-Objects are named as a viewer sees them: the colour the renderer draws (render.body_color_names by
-body index), a shape word, "striped" for kinematic bodies (the renderer stripes them), and a size
-word only when two bodies would otherwise share a name. Bodies that still share one are never the
-subject of a question.
+Objects are named as a viewer sees them: in 2D the colour the renderer draws
+(render.body_color_names by body index), a shape word and "striped" for kinematic bodies (the
+renderer stripes them); in 3D the spec's colour and shape. The material (3D) and then "small" /
+"large" are added only where two bodies would otherwise share a name; bodies that still share one
+are never the subject of a question.
+
+Works for 2D (pymunk, states [F, N, 6], 60 frames/s) and 3D (PyBullet, world.dims == 3, states
+[F, N, 13], 24 frames/s) records alike. `physworld captions` writes a whole dataset's.
 """
 
 from __future__ import annotations
@@ -39,21 +43,22 @@ UNITS_PER_METRE_2D = 100.0  # the 2D world: 1 px = 1 cm
 # m/s: a contact onset counts when impulse / reduced mass is at least this: a drop of 1.3 cm, so a
 # body spawned a hair above the floor and settling onto it is not "hitting" it
 COLLIDE_MIN_DV = 0.5
-SAME_COLLISION_FRAMES = 6  # onsets of one pair this close (0.1 s at 60 fps) are one collision (rattle)
+SAME_COLLISION_TIME = 0.1  # s: onsets of one pair this close are one collision (a rattle)
 REST_SPEED = 0.05  # m/s: slower than this ...
 REST_SPIN = 0.2  # rad/s: ... and turning slower than this is still
-REST_FRAMES = 15  # still for this many frames (0.25 s at 60 fps) after moving: comes to rest
+REST_TIME = 0.25  # s: still this long after moving: comes to rest
 MOVE_DISTANCE = 0.05  # m: a body must get this far from where it was last still (or started) ...
 MOVE_TURN = 0.5  # rad: ... or turn this far, before it can come to rest again (settling is no motion)
 FALL_SPEED = 0.5  # m/s: a descent is a run of frames sinking faster than this
 FALL_DROP = 0.5  # m: ... that loses at least this much height
 FREE_FALL_TOLERANCE = 0.15  # vertical acceleration within 15% of -g ...
-FREE_FALL_FRAMES = 3  # ... for this many consecutive frames of the descent: it is a fall
-FALL_RISE = 0.25  # m: not a fall if the body rose more than this in the FALL_RISE_FRAMES before
-FALL_RISE_FRAMES = 30  # (0.5 s): the descent of a thrown or bouncing body is not a fall
-TOPPLE_ANGLE = math.pi / 4  # rad: turned this far from its orientation when last at rest
+FREE_FALL_TIME = 0.05  # s (and at least 2 frames) of the descent: it is a fall
+FALL_RISE = 0.25  # m: not a fall if the body rose more than this in the FALL_RISE_TIME before
+FALL_RISE_TIME = 0.5  # s: so the descent of a thrown or bouncing body is not a fall
+TOPPLE_ANGLE = math.pi / 4  # rad: tilted this far from its orientation when last at rest
+STANDING_ANGLE = math.pi / 6  # rad: a 3D cylinder or capsule topples only from standing on end
 
-PREDICT_FRAMES = 120  # default: predictive questions look 2 s past the clip
+PREDICT_TIME = 2.0  # s: by default predictive questions look this far past the clip
 MAX_CAPTION_EVENTS = 8  # events told one by one in the caption; the rest are counted
 MAX_REMOVALS = 4  # counterfactual worlds simulated per scene (one body removed in each)
 PER_ANSWER = 2  # yes/no templates: at most this many "yes" and as many "no" questions per scene
@@ -74,6 +79,17 @@ def _units(spec: dict) -> float:
 def _dt(spec: dict) -> float:
     w = spec["world"]
     return float(w["dt"]) if "dt" in w else 1.0 / float(w["fps"])
+
+
+def _frames(spec: dict, seconds: float, least: int = 1) -> int:
+    return max(least, round(seconds / _dt(spec)))
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors v [..., 3] by unit quaternions q [..., 4] (x, y, z, w)."""
+    u, w = q[..., :3], q[..., 3:4]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
 
 
 def _tracks(spec: dict, states: np.ndarray) -> dict:
@@ -97,6 +113,30 @@ def _turned(spec: dict, orient: np.ndarray, ref) -> np.ndarray:
     return 2.0 * np.arccos(np.clip(dot, 0.0, 1.0))
 
 
+def _tilted(spec: dict, orient: np.ndarray, ref, up: np.ndarray) -> np.ndarray:
+    """How far (rad) the body has tipped since `ref`: in 2D its turn; in 3D the angle between the
+    body axis that pointed up at `ref` and the up direction now (spinning about the vertical does
+    not count as tipping)."""
+    if _dims(spec) == 2:
+        return np.abs(orient - ref)
+    ref = np.asarray(ref, dtype=np.float64)
+    inverse = ref * np.array([-1.0, -1.0, -1.0, 1.0])
+    axis = _rotate(inverse, up)  # the body-frame vector that pointed up at ref
+    now = _rotate(orient, np.broadcast_to(axis, orient.shape[:-1] + (3,)))
+    return np.arccos(np.clip(now @ up, -1.0, 1.0))
+
+
+def _can_topple(spec: dict, b: dict, orient_ref, up) -> bool:
+    """Balls never topple; a 3D cylinder or capsule only when standing on end at `orient_ref`."""
+    shape = b.get("shape")
+    if shape in ("circle", "sphere"):
+        return False
+    if shape in ("cylinder", "capsule"):
+        axis = _rotate(np.asarray(orient_ref, dtype=np.float64), np.array([0.0, 0.0, 1.0]))
+        return bool(abs(axis @ up) >= math.cos(STANDING_ANGLE))
+    return True
+
+
 def _up(spec: dict) -> np.ndarray | None:
     g = np.asarray(spec["world"]["gravity"], dtype=np.float64)
     norm = float(np.linalg.norm(g))
@@ -108,8 +148,9 @@ def _body_extent(spec: dict, b: dict) -> float:
         from physworld.worlds.spec import body_extent
 
         return body_extent(b)
-    size = b.get("half_extents") or b.get("size") or b.get("radius") or 0.0
-    return float(np.linalg.norm(size)) if isinstance(size, list) else float(size)
+    from physworld.worlds.spec3d import body_extent
+
+    return body_extent(b)
 
 
 def _constrained(spec: dict) -> set[int]:
@@ -124,6 +165,8 @@ def _constrained(spec: dict) -> set[int]:
 def _shape_word(spec: dict, b: dict) -> str:
     shape = b.get("shape")
     if _dims(spec) == 3:
+        if shape == "box":
+            return "cube" if max(b["size"]) <= 1.2 * min(b["size"]) else "block"
         return str(shape)
     if shape == "circle":
         return "ball"
@@ -137,41 +180,65 @@ def _shape_word(spec: dict, b: dict) -> str:
 
 def body_names(spec: dict) -> tuple[list[str], list[bool]]:
     """Each body's name as a viewer would say it ("red ball", "small blue square") and whether that
-    name picks out one body only."""
-    bodies = spec["bodies"]
-    if _dims(spec) == 2:
-        from physworld.data.render import body_color_names
+    name picks out one body only.
 
-        colours = body_color_names(len(bodies))
-    else:
-        colours = [str(b.get("color", "grey")) for b in bodies]
-    base = []
-    for b, colour in zip(bodies, colours, strict=True):
+    Colour and shape first; where two bodies share those, the material (3D: rubber looks matte,
+    metal shiny) and then, for a pair, "small"/"large" (extents differing by 30% or more)."""
+    bodies = spec["bodies"]
+    names = []
+    for b, colour in zip(bodies, body_colour_words(spec), strict=True):
         words = [colour, _shape_word(spec, b)]
         if _dims(spec) == 2 and b.get("kinematic"):
-            words.insert(0, "striped")
-        if _dims(spec) == 3 and b.get("material"):
-            words.insert(0, str(b["material"]))
-        base.append(" ".join(words))
-    names = list(base)
-    for name in set(base):
-        group = [i for i, n in enumerate(base) if n == name]
+            words.insert(0, "striped")  # the renderer stripes kinematic bodies
+        names.append(" ".join(words))
+
+    def groups():
+        return [
+            [i for i, n in enumerate(names) if n == name]
+            for name in sorted(set(names))
+            if names.count(name) > 1
+        ]
+
+    if _dims(spec) == 3:
+        for group in groups():
+            if len({bodies[i].get("material") for i in group}) > 1:
+                for i in group:
+                    names[i] = f"{bodies[i]['material']} {names[i]}"
+    for group in groups():
         if len(group) == 2:
             small, large = sorted(group, key=lambda i: _body_extent(spec, bodies[i]))
             if _body_extent(spec, bodies[large]) >= 1.3 * _body_extent(spec, bodies[small]):
-                names[small], names[large] = f"small {name}", f"large {name}"
+                names[small], names[large] = f"small {names[small]}", f"large {names[large]}"
     unique = [names.count(n) == 1 for n in names]
     return names, unique
+
+
+def body_colour_words(spec: dict) -> list[str]:
+    """The colour word of each body: render.body_color_names in 2D, the spec's colour in 3D."""
+    if _dims(spec) == 2:
+        from physworld.data.render import body_color_names
+
+        return body_color_names(len(spec["bodies"]))
+    return [str(b.get("color", "gray")) for b in spec["bodies"]]
 
 
 def static_names(spec: dict) -> tuple[list[str], list[bool]]:
     """Names of the static shapes ("ground", "left wall", "ramp", "peg", ...) and whether unique."""
     names = []
     if _dims(spec) == 3:
+        up = _up(spec) if _up(spec) is not None else np.array([0.0, 0.0, 1.0])
         for s in spec.get("statics", []):
-            names.append(
-                str(s.get("name") or ("floor" if s.get("kind") in ("plane", "floor") else s.get("kind")))
-            )
+            if s["kind"] == "plane":
+                names.append("floor" if float(np.dot(s["normal"], up)) > 0.9 else "wall")
+                continue
+            axis = _rotate(np.asarray(s["orientation"], dtype=np.float64), np.array([0.0, 0.0, 1.0]))
+            lx, ly, lz = s["size"]
+            if abs(float(axis @ up)) < math.cos(math.radians(5)):
+                names.append("ramp")
+            elif lz > max(lx, ly):
+                names.append("wall")
+            else:
+                names.append("platform")
     else:
         w, h = spec["world"]["width"], spec["world"]["height"]
         # seen from above (no gravity) the bottom and top edges are walls, not ground and ceiling
@@ -228,12 +295,17 @@ def _which_static(spec: dict, p: np.ndarray) -> int:
     if not statics:
         return -1
     if _dims(spec) == 3:
-        return (
-            0
-            if len(statics) == 1
-            else int(np.argmin([abs(float(p[2]) - s.get("height", 0.0)) for s in statics]))
-        )
+        return int(np.argmin([_static_gap_3d(s, p) for s in statics]))
     return int(np.argmin([_static_gap_2d(s, p) for s in statics]))
+
+
+def _static_gap_3d(s: dict, p: np.ndarray) -> float:
+    """Distance from point p to a 3D static plane (signed) or box (0 inside)."""
+    if s["kind"] == "plane":
+        return float(np.dot(p, s["normal"]) - s["offset"])
+    q = np.asarray(s["orientation"], dtype=np.float64) * np.array([-1.0, -1.0, -1.0, 1.0])
+    local = _rotate(q, np.asarray(p, dtype=np.float64) - s["position"])
+    return float(np.linalg.norm(np.maximum(np.abs(local) - 0.5 * np.asarray(s["size"]), 0.0)))
 
 
 # ---------------------------------------------------------------- events
@@ -243,6 +315,36 @@ def _moved_from(spec: dict, tr: dict, i: int, frame: int) -> np.ndarray:
     """[F] bool: body i is MOVE_DISTANCE away from, or turned MOVE_TURN from, its pose at `frame`."""
     gone = np.linalg.norm(tr["pos"][:, i] - tr["pos"][frame, i], axis=-1) > MOVE_DISTANCE * _units(spec)
     return gone | (_turned(spec, tr["orient"][:, i], tr["orient"][frame, i]) > MOVE_TURN)
+
+
+def _topple_from(spec: dict, tr: dict, i: int, frame: int, up, constrained: set) -> tuple:
+    """(whether body i can topple, its tilt [F] from its pose at `frame`)."""
+    ref = tr["orient"][frame, i]
+    if up is None or i in constrained or not _can_topple(spec, spec["bodies"][i], ref, up):
+        return False, None
+    return True, _tilted(spec, tr["orient"][:, i], ref, up)
+
+
+def _in_view(spec: dict, pos: np.ndarray) -> np.ndarray | None:
+    """[F, N] bool: the body's centre is in the picture. 2D: inside the world rectangle, which the
+    renderer maps onto the whole image. 3D: inside the camera's square view (vertical fov = the
+    horizontal one, MOVi's square frames) and in front of it; None without a camera."""
+    if _dims(spec) == 2:
+        w, h = spec["world"]["width"], spec["world"]["height"]
+        x, y = pos[..., 0], pos[..., 1]
+        return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+    cam = spec.get("camera")
+    if not cam:
+        return None
+    eye, target = np.asarray(cam["position"]), np.asarray(cam["target"])
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, cam["up"])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    rel = pos - eye
+    depth = rel @ forward
+    half = math.tan(math.radians(cam["fov"]) / 2) * np.maximum(depth, 1e-9)
+    return (depth > cam.get("near", 0.0)) & (np.abs(rel @ right) <= half) & (np.abs(rel @ up) <= half)
 
 
 def _contacts(events) -> list[tuple[int, int, int, float]]:
@@ -293,13 +395,23 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
         if m_eff <= 0:
             continue
         dv = impulse / m_eff / units
+        if _dims(spec) == 3:
+            # PyBullet spreads a contact's impulse over several substeps, so the onset substep's
+            # impulse understates it: take the change of the pair's relative velocity across the
+            # onset frame too (gravity's share removed), whichever is larger
+            f0, f1 = max(frame - 1, 0), min(frame + 1, last)
+            rel = tr["vel"][[f0, f1], a] - (tr["vel"][[f0, f1], b] if b >= 0 else 0.0)
+            change = (
+                rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) * dt if b < 0 else 0.0)
+            )
+            dv = max(dv, float(np.linalg.norm(change)) / units)
         if dv < COLLIDE_MIN_DV:
             continue
         static = _which_static(spec, tr["pos"][frame, a]) if b < 0 else None
         key = (a, -1, static) if b < 0 else (min(a, b), max(a, b), None)
         previous = last_seen.get(key)
         last_seen[key] = frame
-        if previous is not None and frame - previous <= SAME_COLLISION_FRAMES:
+        if previous is not None and frame - previous <= _frames(spec, SAME_COLLISION_TIME):
             continue
         if b < 0:
             add(frame, "collide", [a], with_static=True, static=static, strength=round(dv, 3))
@@ -311,29 +423,29 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
 
     constrained = _constrained(spec)
     up = _up(spec)
+    rest_frames, rise_frames = _frames(spec, REST_TIME), _frames(spec, FALL_RISE_TIME)
+    free_frames = _frames(spec, FREE_FALL_TIME, least=2)
     for i, b in enumerate(bodies):
         if b.get("kinematic"):
             continue
         # come_to_rest, and topple measured from the orientation at the last rest (or the start)
         still = (speed[:, i] < REST_SPEED * units) & (tr["spin"][:, i] < REST_SPIN)
-        can_topple = up is not None and i not in constrained and b.get("shape") not in ("circle", "sphere")
-        armed, run, topple_armed = False, 0, True
+        armed, run = False, 0
 
         moving = _moved_from(spec, tr, i, 0)
-        turned = _turned(spec, tr["orient"][:, i], tr["orient"][0, i]) if can_topple else None
+        topple_armed, tilt = _topple_from(spec, tr, i, 0, up, constrained)
         for f in range(len(states)):
             armed |= bool(moving[f])
             run = run + 1 if still[f] else 0
-            if can_topple and topple_armed and turned[f] > TOPPLE_ANGLE:
-                add(f, "topple", [i], angle=round(math.degrees(float(turned[f])), 1))
+            if topple_armed and tilt[f] > TOPPLE_ANGLE:
+                add(f, "topple", [i], angle=round(math.degrees(float(tilt[f])), 1))
                 topple_armed = False
-            if armed and run >= REST_FRAMES:
-                start = f - REST_FRAMES + 1
+            if armed and run >= rest_frames:
+                start = f - rest_frames + 1
                 add(start, "come_to_rest", [i])
-                armed, topple_armed = False, True
+                armed = False
                 moving = _moved_from(spec, tr, i, start)
-                if can_topple:
-                    turned = _turned(spec, tr["orient"][:, i], tr["orient"][start, i])
+                topple_armed, tilt = _topple_from(spec, tr, i, start, up, constrained)
         # fall: a descent in free fall, of at least FALL_DROP, that does not follow a rise
         if up is None or i in constrained:
             continue
@@ -352,20 +464,18 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
             while end + 1 < len(states) and sinking[end + 1]:
                 end += 1
             drop = float(height[f - 1] - height[end])
-            rose = bool(height[f - 1] - height[max(0, f - FALL_RISE_FRAMES) : f].min() > FALL_RISE * units)
+            rose = bool(height[f - 1] - height[max(0, f - rise_frames) : f].min() > FALL_RISE * units)
             longest, cur = 0, 0
             for k in range(f, end + 1):
                 cur = cur + 1 if free[k] else 0
                 longest = max(longest, cur)
-            if drop >= FALL_DROP * units and not rose and longest >= FREE_FALL_FRAMES:
+            if drop >= FALL_DROP * units and not rose and longest >= free_frames:
                 add(f, "fall", [i], drop=round(drop / units, 3))
             f = end + 1
 
     # enter / exit: the centre crosses the edge of the view (2D: the whole world is in view)
-    if _dims(spec) == 2:
-        w, h = spec["world"]["width"], spec["world"]["height"]
-        x, y = tr["pos"][..., 0], tr["pos"][..., 1]
-        inside = (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+    inside = _in_view(spec, tr["pos"])
+    if inside is not None:
         for i in range(n):
             for f in np.flatnonzero(inside[1:, i] != inside[:-1, i]) + 1:
                 add(int(f), "enter" if inside[f, i] else "exit", [i])
@@ -378,7 +488,7 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
 
 
 def _simulate(spec: dict, frames: int) -> dict:
-    from physworld.worlds.engine import simulate  # runs 3D specs on PyBullet (worlds/bullet.py)
+    from physworld.worlds.engine import simulate  # runs 3D specs on PyBullet
 
     return simulate(spec, frames)
 
@@ -617,7 +727,7 @@ def _descriptive(sc: _Scene, rng) -> list[dict]:
                 {"from": "clip", "events": _brief(body_hits)},
             )
         )
-    colours = body_names_colours(sc.spec)
+    colours = body_colour_words(sc.spec)
     firsts = []
     for x in refs:
         hits = [e for e in body_hits if x in e["objects"]]
@@ -696,15 +806,6 @@ def _descriptive(sc: _Scene, rng) -> list[dict]:
                 )
             )
     return out
-
-
-def body_names_colours(spec: dict) -> list[str]:
-    """The colour word of each body (render.body_color_names in 2D, the spec's colour in 3D)."""
-    if _dims(spec) == 2:
-        from physworld.data.render import body_color_names
-
-        return body_color_names(len(spec["bodies"]))
-    return [str(b.get("color", "grey")) for b in spec["bodies"]]
 
 
 def _norm(key: tuple) -> tuple:
@@ -955,13 +1056,15 @@ def _counterfactual(sc: _Scene, rng) -> list[dict]:
 
 
 def describe_scene(
-    record: dict, *, horizon_frames: int | None = None, predict_frames: int = PREDICT_FRAMES
+    record: dict, *, horizon_frames: int | None = None, predict_frames: int | None = None
 ) -> dict:
     """Caption, events and questions of a record's clip: frames 0..horizon_frames of its states
     (default: all of them). Deterministic: the same record gives the same, JSON-serialisable dict.
 
-    Predictive questions look `predict_frames` frames past the clip (re-simulated from the spec);
-    counterfactual and explanatory ones re-simulate the clip's frames with one body removed.
+    Predictive questions look `predict_frames` frames past the clip (default: PREDICT_TIME
+    seconds), re-simulated from the spec; counterfactual and explanatory ones re-simulate the
+    clip's frames with one body removed. Frames are the record's simulation frames (60 per second in
+    2D, 24 in 3D), whatever frame rate a clip is rendered at.
     """
     states = np.asarray(record["states"])
     last = len(states) - 1
@@ -970,6 +1073,8 @@ def describe_scene(
         raise ValueError(
             f"horizon_frames must be between 1 and {last} (the record's last frame), got {horizon_frames}"
         )
+    if predict_frames is None:
+        predict_frames = _frames(record["spec"], PREDICT_TIME)
     if predict_frames < 1:
         raise ValueError(f"predict_frames must be at least 1, got {predict_frames}")
     sc = _Scene(record, horizon, int(predict_frames))
@@ -979,10 +1084,8 @@ def describe_scene(
         horizon,
     ]
     questions = []
-    for part in (_descriptive, _explanatory, _predictive, _counterfactual):
-        questions += part(
-            sc, np.random.default_rng(seed_words + [KIND_ORDER.index("collide"), len(questions)])
-        )
+    for k, part in enumerate((_descriptive, _explanatory, _predictive, _counterfactual)):
+        questions += part(sc, np.random.default_rng(seed_words + [k]))
     out = {
         "caption": caption(sc.spec, sc.events),
         "objects": [{"index": i, "name": sc.bn[i], "unique": sc.bu[i]} for i in range(len(sc.bn))],
@@ -993,3 +1096,124 @@ def describe_scene(
     }
     # one JSON round trip: plain Python types only, and the dict is exactly what a file will hold
     return json.loads(json.dumps(out))
+
+
+# ---------------------------------------------------------------- a dataset's captions on disk
+
+CAPTIONS_CONFIG = "captions.json"
+
+
+def captions_file(k: int) -> str:
+    return f"captions_{k:05d}.jsonl"
+
+
+def _caption_shard(args) -> tuple[int, int]:
+    """Describe every scene of dataset shard k and write them as one JSONL file, atomically."""
+    from physworld.data.store import Dataset
+    from physworld.fileio import atomic_write_bytes
+
+    data_dir, out_dir, k, horizon, predict = args
+    ds = Dataset(data_dir)
+    lines = []
+    for rec in table_to_records_of_shard(ds, k):
+        out = describe_scene(rec, horizon_frames=horizon, predict_frames=predict)
+        head = {
+            "scene_id": rec["scene_id"],
+            "scenario_type": rec["scenario_type"],
+            "difficulty": rec["difficulty"],
+        }
+        lines.append(json.dumps({**head, **out}, sort_keys=True, separators=(",", ":")))
+    atomic_write_bytes(out_dir / captions_file(k), ("\n".join(lines) + "\n").encode() if lines else b"")
+    return k, len(lines)
+
+
+def table_to_records_of_shard(ds, k: int) -> list[dict]:
+    from physworld.data.store import table_to_records
+
+    return table_to_records(ds._shard(k).read())
+
+
+def _prepare_output_dir(root, config: dict) -> None:
+    """New, or holding an unfinished or finished run of the same config; anything else is refused."""
+    from physworld.data.store import StoreError
+    from physworld.fileio import atomic_write_json
+
+    root.mkdir(parents=True, exist_ok=True)
+    existing = root / CAPTIONS_CONFIG
+    if existing.exists():
+        try:
+            old = json.loads(existing.read_text())
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{existing}: unreadable ({e}); delete it or choose another --output-dir") from e
+        if old != config:
+            diff = ", ".join(k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k))
+            raise StoreError(
+                f"{root} holds captions of another dataset or settings (differs in: {diff}); rerun with the "
+                "same arguments to resume it, or choose another --output-dir"
+            )
+        return
+    if any(not p.name.startswith(".") for p in root.iterdir()):
+        raise StoreError(
+            f"{root} is not empty and holds no physworld captions; choose an empty or new --output-dir"
+        )
+    atomic_write_json(existing, config)
+
+
+def write_captions(
+    data_dir,
+    output_dir,
+    horizon_frames: int | None = None,
+    predict_frames: int | None = None,
+    num_workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Describe every scene of a dataset into <output_dir>/captions_<shard>.jsonl, one JSON line per
+    scene ({"scene_id", "scenario_type", "difficulty"} + describe_scene's dict), one file per dataset
+    shard, each written atomically; a rerun skips the files that exist. The bytes depend only on
+    the dataset and the two frame counts, never on --num-workers or interruptions. Returns the
+    config written to <output_dir>/captions.json."""
+    import multiprocessing as mp
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from physworld.data.store import Dataset
+    from physworld.fileio import remove_stale_temporaries
+
+    ds = Dataset(data_dir)
+    frames = int(ds.manifest["config"].get("frames_per_scene", 0))
+    if horizon_frames is not None and not 1 <= horizon_frames <= frames:
+        raise ValueError(
+            f"--horizon-frames {horizon_frames}: the scenes of {data_dir} have {frames} frames after the "
+            f"first; choose 1 to {frames}"
+        )
+    if predict_frames is not None and predict_frames < 1:
+        raise ValueError(f"--predict-frames {predict_frames}: must be at least 1")
+    out = Path(output_dir)
+    config = {
+        "format": "physworld-captions",
+        "dataset": {
+            "num_scenes": ds.manifest["num_scenes"],
+            "shards": [s["sha256"] for s in ds.manifest["shards"]],
+        },
+        "horizon_frames": horizon_frames,
+        "predict_frames": predict_frames,
+    }
+    _prepare_output_dir(out, config)
+    remove_stale_temporaries(out)
+    shards = ds.manifest["shards"]
+    todo = [k for k in range(len(shards)) if not (out / captions_file(k)).exists()]
+    done = sum(s["num_scenes"] for k, s in enumerate(shards) if k not in todo)
+    jobs = [(Path(data_dir), out, k, horizon_frames, predict_frames) for k in todo]
+    with tqdm(
+        total=ds.manifest["num_scenes"], initial=done, unit="scene", desc="captions", disable=not progress
+    ) as bar:
+        if num_workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                bar.update(_caption_shard(job)[1])
+        else:
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            with ctx.Pool(min(num_workers, len(jobs))) as pool:
+                for _, n in pool.imap_unordered(_caption_shard, jobs):
+                    bar.update(n)
+    return config
