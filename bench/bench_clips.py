@@ -140,14 +140,14 @@ def _stream_bytes(path: Path) -> dict:
     return sizes
 
 
-def _mp4_bytes(rgb: np.ndarray) -> bytes:
+def _mp4_bytes(rgb: np.ndarray, threads: int = 1) -> bytes:
     import imageio.v2 as iio2
 
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "c.mp4")
         writer = iio2.get_writer(
             path, format="FFMPEG", mode="I", fps=12, codec="libx264", pixelformat="yuv420p",
-            macro_block_size=1, ffmpeg_log_level="error", output_params=["-threads", "1"],
+            macro_block_size=1, ffmpeg_log_level="error", output_params=["-threads", str(threads)],
         )  # fmt: skip
         for f in rgb:
             writer.append_data(f)
@@ -176,6 +176,7 @@ def storage(args, root: Path) -> dict:
         sizes = {k: v / n for k, v in _stream_bytes(path).items()}
         mp4 = [_mp4_bytes(r) for r in rgbs]
         stable = all(_mp4_bytes(r) == m for r, m in zip(rgbs, mp4, strict=True))
+        same_threads2 = all(_mp4_bytes(r, threads=2) == m for r, m in zip(rgbs, mp4, strict=True))
 
         def png(frames, level):
             total = 0
@@ -192,6 +193,7 @@ def storage(args, root: Path) -> dict:
             "png6": float(np.mean([png(r, 6) for r in rgbs])),
             "png9": float(np.mean([png(r, 9) for r in rgbs])),
             "mp4_stable": stable,
+            "mp4_threads2_same": same_threads2,
             "file": path.stat().st_size / n,
         }
     return out
@@ -333,13 +335,16 @@ def report_bytes(args, root) -> None:
         f"| whole clip shard / clip | {st['2D']['file']:,.0f} | {st['2D']['file'] / raw2:.3f} | {st['3D']['file']:,.0f} | {st['3D']['file'] / raw3:.3f} |"
     )
     for k, name in (
-        ("png9", "RGB as PNG level 9 (not stored)"),
+        ("png6", "RGB as PNG level 6 (as stored, before the shard's zstd)"),
+        ("png9", "RGB as PNG level 9, before zstd (not stored)"),
         ("mp4", "RGB as H.264 MP4 (not stored, lossy)"),
     ):
         a, b = st["2D"][k], st["3D"][k]
         print(f"| {name} | {a:,.0f} | {a / raw2:.3f} | {b:,.0f} | {b / raw3:.3f} |")
     print(
-        f"\nx264 bytes identical across two encodes: 2D {st['2D']['mp4_stable']}, 3D {st['3D']['mp4_stable']}"
+        f"\nx264 bytes identical across two one-thread encodes: 2D {st['2D']['mp4_stable']}, 3D "
+        f"{st['3D']['mp4_stable']}; one thread vs two: 2D {st['2D']['mp4_threads2_same']}, 3D "
+        f"{st['3D']['mp4_threads2_same']}"
     )
 
 
