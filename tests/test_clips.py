@@ -307,6 +307,9 @@ def test_generate_with_clips_checks_flags_before_simulating(tmp_path, capsys):
     argv = ["generate", "--output-dir", str(out), "--scenario-types", "pong", "--num-scenes-per-type", "1"]
     assert main([*argv, "--frames-per-scene", "30", "--with-clips", "--quiet"]) == 2
     assert "--frames-per-scene" in capsys.readouterr().err and not out.exists()
+    unknown = ["generate", "--output-dir", str(out), "--scenario-types", "movi_z", "--with-clips", "--quiet"]
+    assert main(unknown) == 2
+    assert "unknown scenario type 'movi_z'" in capsys.readouterr().err and not out.exists()
     assert (
         main(
             [
@@ -322,12 +325,15 @@ def test_generate_with_clips_checks_flags_before_simulating(tmp_path, capsys):
                 "15",
                 "--num-workers",
                 "1",
+                "--no-clip-captions",
                 "--quiet",
             ]
         )
         == 0
     )
-    assert C.Clips(out / "clips").manifest["num_clips"] == 1
+    clips = C.Clips(out / "clips")
+    assert clips.manifest["num_clips"] == 1 and clips.manifest["clip"]["captions"] is False
+    assert next(clips.iter_clips())["caption"] is None
 
 
 def test_clip_view_serves_the_stored_clips(clip_dataset):

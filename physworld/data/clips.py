@@ -25,7 +25,7 @@ Streams and why (bench/bench_clips.py measures bytes per clip for each, against 
 - rgb: one PNG per frame, in the Parquet row. Lossless, so the pixels a model trains on agree
   exactly with the masks and flow; Hugging Face `datasets` decodes it as images without a video
   backend (its Video feature needs torchcodec). H.264 MP4 is byte-stable at a fixed thread count and
-  about 2x smaller on the 2D scenes, but lossy, slower to write (one ffmpeg process per clip) and
+  1.4x (2D) to 4x (3D) smaller than the stored RGB, but lossy, slower to write (one ffmpeg process per clip) and
   unreadable to `datasets` here; `write_mp4` in render.py makes one from a clip for viewing.
 - segmentation: one 16-bit greyscale PNG per frame: 0 background, i + 1 body i, SEG_STATIC for static
   geometry (walls, the floor).
@@ -37,7 +37,7 @@ Streams and why (bench/bench_clips.py measures bytes per clip for each, against 
   transform and projected again. Background and static geometry have zero flow.
 - visible_pixels int32 [frames, bodies] (pixels of the body in the segmentation); visible_fraction
   float32 [frames, bodies]: visible pixels over the pixels the body would cover alone, in the image
-  or not (2D: its exact area in pixels; 3D: the body rendered alone, see render3d.py); bboxes int32
+  or not (2D: its exact area in pixels; 3D: its whole projected silhouette, see render3d.py); bboxes int32
   [frames, bodies, 4] (row_min, col_min, row_max, col_max) inclusive, of the visible pixels, -1 where
   the body is not visible.
 - states float32 [frames, bodies, state_dim] at the clip's frames; frame_indices int32 [frames].
@@ -78,7 +78,7 @@ MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
 SEG_BACKGROUND = 0
 SEG_STATIC = 65535
-PNG_LEVEL = 6  # zlib level: 9 saves ~20% of RGB bytes for 4x the encode time (bench/bench_clips.py)
+PNG_LEVEL = 6  # zlib level; 9 makes RGB frames 13-23% smaller before the shard's zstd, for 4x the encode time
 ROWS_PER_GROUP = 4  # clips per Parquet row group: the unit read when looking one up
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 MAX_FRAMES = 1000
