@@ -23,9 +23,30 @@ class UserError(Exception):
 # ---------------------------------------------------------------- verbs
 
 
+def _clip_config(args):
+    from physworld.data.clips import ClipConfig
+
+    return ClipConfig(
+        resolution=args.clip_resolution,
+        frames=args.clip_frames,
+        fps=args.clip_fps,
+        captions=not args.no_captions,
+    )
+
+
 def cmd_generate(args) -> int:
     from physworld.data.generate import GenerateConfig, generate
 
+    clip_config = None
+    if args.with_clips:
+        if args.format != "parquet":
+            raise UserError(
+                "--with-clips needs --format parquet (clips are stored beside the Parquet shards)"
+            )
+        from physworld.data.clips import check_types
+
+        clip_config = _clip_config(args)
+        check_types(clip_config, args.scenario_types, args.frames_per_scene)
     config = GenerateConfig(
         scenario_types=tuple(args.scenario_types),
         num_scenes_per_type=args.num_scenes_per_type,
@@ -48,6 +69,41 @@ def cmd_generate(args) -> int:
         f"{manifest['num_scenes']} scenes of {len(manifest['scenes_per_type'])} types in "
         f"{len(manifest['shards'])} shards ({total / 1e6:.1f} MB) -> {args.output_dir}"
     )
+    if clip_config is not None:
+        _print_clips(_render_clips(args.output_dir, clip_config, None, args))
+    return 0
+
+
+def _render_clips(data_dir, clip_config, clips_dir, args) -> tuple:
+    from physworld.data.clips import DEFAULT_SUBDIR, render_clips
+
+    clips_dir = clips_dir or Path(data_dir) / DEFAULT_SUBDIR
+    manifest = render_clips(
+        data_dir, clip_config, clips_dir, num_workers=args.num_workers, progress=not args.quiet
+    )
+    return manifest, clips_dir
+
+
+def _print_clips(result) -> None:
+    manifest, clips_dir = result
+    c = manifest["clip"]
+    total = sum(s["bytes"] for s in manifest["shards"])
+    print(
+        f"{manifest['num_clips']} clips of {c['frames']} frames, {c['resolution']}x{c['resolution']} at "
+        f"{c['fps']:g} fps ({total / 1e6:.1f} MB) -> {clips_dir}"
+    )
+
+
+def cmd_prepare_clips(args) -> int:
+    from physworld.data.clip_view import prepare_clips
+
+    out = prepare_clips(args.data_dir, clips_dir=args.clips_dir, progress=not args.quiet)
+    print(f"clip view prepared -> {out}")
+    return 0
+
+
+def cmd_render_clips(args) -> int:
+    _print_clips(_render_clips(args.data_dir, _clip_config(args), args.clips_dir, args))
     return 0
 
 
@@ -312,6 +368,30 @@ def _model_choices() -> list[str]:
     return model_choices()
 
 
+def _clip_flags(parser, prefix: str = "clip-") -> None:
+    """--clip-resolution/--clip-frames/--clip-fps on generate; render-clips also takes them unprefixed."""
+    names = ("resolution", "frames", "fps")
+    for name, typ, default, help_ in zip(
+        names,
+        (int, int, float),
+        (128, 24, 12.0),
+        (
+            "square image size in px (MOVi: 128; 256 on request)",
+            "frames per clip (MOVi: 24)",
+            "clip frames per second; must divide the simulation's rate (MOVi: 12)",
+        ),
+        strict=True,
+    ):
+        flags = [f"--clip-{name}"] + ([f"--{name}"] if not prefix else [])
+        parser.add_argument(*flags, dest=f"clip_{name}", type=typ, default=default, help=help_)
+    parser.add_argument(
+        *(["--no-clip-captions"] + (["--no-captions"] if not prefix else [])),
+        dest="no_captions",
+        action="store_true",
+        help="skip each clip's caption and questions (they re-simulate the scene several times)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from physworld.data.generate import default_workers
 
@@ -345,8 +425,36 @@ def build_parser() -> argparse.ArgumentParser:
         default="parquet",
         help="parquet: the columnar store (default); jsonl: guide 001's <type>/scene_<id>.jsonl layout",
     )
+    g.add_argument(
+        "--with-clips",
+        action="store_true",
+        help="also render clips (as render-clips does) into <output-dir>/clips",
+    )
+    _clip_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    rcl = verbs.add_parser(
+        "render-clips",
+        help="render video clips (RGB, depth, segmentation, flow, boxes) of a dataset's scenes beside it",
+    )
+    rcl.add_argument("--data-dir", required=True, type=Path, help="a finished dataset store")
+    rcl.add_argument("--clips-dir", type=Path, help="where the clips go (default: <data-dir>/clips)")
+    _clip_flags(rcl, prefix="")
+    rcl.add_argument(
+        "--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)"
+    )
+    rcl.add_argument("--quiet", action="store_true", help="no progress bar")
+    rcl.set_defaults(func=cmd_render_clips)
+
+    pcl = verbs.add_parser(
+        "prepare-clips",
+        help="decode a dataset's clips once into the memory-mapped view vision models train on",
+    )
+    pcl.add_argument("data_dir", type=Path)
+    pcl.add_argument("--clips-dir", type=Path, help="the clips folder (default: <data_dir>/clips)")
+    pcl.add_argument("--quiet", action="store_true")
+    pcl.set_defaults(func=cmd_prepare_clips)
 
     cap = verbs.add_parser(
         "captions",

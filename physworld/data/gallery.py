@@ -1,4 +1,7 @@
-"""`physworld gallery`: one animated GIF per scenario type and one grid image of all of them."""
+"""`physworld gallery`: one animated GIF per scenario type and one grid image of all of them.
+
+2D types are drawn by render.py (the 4:3 world at `width` px); 3D types by render3d.py from their
+spec's camera with PyBullet's TinyRenderer, in square `width` x `width` frames."""
 
 from __future__ import annotations
 
@@ -21,17 +24,25 @@ def render_gallery(
 ) -> list[Path]:
     """Simulate one scene per type (seeded), write <type>.gif for each and gallery.png; returns the paths.
 
-    The GIF shows every `round(60 / fps)`-th simulated frame, so it plays at about real time.
+    The GIF shows every `round(sim_fps / fps)`-th simulated frame (60 frames/s in 2D, 24 in 3D), so
+    it plays at about real time.
     """
     from tqdm.auto import tqdm
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    step = max(1, round(60 / fps))
     written, stills = [], []
     for t in tqdm(scenario_types, unit="type", desc="gallery", disable=not progress):
         record = make_record(0, t, difficulty, scene_seed(seed, t, 0), frames)
-        rgb, _ = render_frames(record["spec"], record["states"], width=width, frames=slice(0, None, step))
+        spec = record["spec"]
+        step = max(1, round(1.0 / spec["world"]["dt"] / fps))
+        if spec["world"].get("dims", 2) == 3:
+            from physworld.data.render3d import camera_3d, render_views
+
+            poses = record["states"][::step, :, :7]
+            rgb = render_views(spec, poses, camera_3d(spec["camera"], width, width))["rgb"]
+        else:
+            rgb, _ = render_frames(spec, record["states"], width=width, frames=slice(0, None, step))
         rgb = label(rgb, f"{t} (d{difficulty})")
         path = out / f"{t}.gif"
         write_gif(path, rgb, fps=fps)

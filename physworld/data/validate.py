@@ -862,6 +862,9 @@ def validate(
         report.checks_run.append("physics")
     if layout == "store":
         validate_store(root, report, **kw)
+        from physworld.data.validate_clips import validate_clips  # clips folders beside the store
+
+        validate_clips(root, report, progress=progress)
     else:
         validate_jsonl(root, report, **kw)
     return report
