@@ -161,7 +161,13 @@ def test_bodies_that_share_colour_and_shape_are_told_apart_by_size_or_not_asked_
         True,
         True,
     )
+    # same size: told apart by where they start, left to right
     spec["bodies"][22] = circle((40 + 25 * 22, 300), 8)
+    names, unique = captions.body_names(spec)
+    assert (names[5], names[22]) == ("left dark green ball", "right dark green ball") and unique[22]
+    # same size and place (they share a group, so they pass through each other): no name for either
+    spec["bodies"][5] = circle((40 + 25 * 22, 303), 8, group=1)
+    spec["bodies"][22] = circle((40 + 25 * 22, 300), 8, group=1)
     names, unique = captions.body_names(spec)
     assert names[5] == names[22] == "dark green ball" and not unique[5] and not unique[22]
     out = describe_scene(record_of(spec, 10))

@@ -183,7 +183,8 @@ def body_names(spec: dict) -> tuple[list[str], list[bool]]:
     name picks out one body only.
 
     Colour and shape first; where two bodies share those, the material (3D: rubber looks matte,
-    metal shiny) and then, for a pair, "small"/"large" (extents differing by 30% or more)."""
+    metal shiny), then, for a pair, "small"/"large" (extents differing by 30% or more), then where
+    they start in the picture ("left", "middle", "top", "third from the left")."""
     bodies = spec["bodies"]
     names = []
     for b, colour in zip(bodies, body_colour_words(spec), strict=True):
@@ -209,8 +210,52 @@ def body_names(spec: dict) -> tuple[list[str], list[bool]]:
             small, large = sorted(group, key=lambda i: _body_extent(spec, bodies[i]))
             if _body_extent(spec, bodies[large]) >= 1.3 * _body_extent(spec, bodies[small]):
                 names[small], names[large] = f"small {names[small]}", f"large {names[large]}"
+    for group in groups():
+        placed = _by_position(spec, group)
+        for i, word in placed.items():
+            names[i] = f"{word[0]}{names[i]}{word[1]}"
     unique = [names.count(n) == 1 for n in names]
     return names, unique
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def _by_position(spec: dict, group: list[int]) -> dict:
+    """Where bodies look alike, tell them apart by where they start in the picture: left to right,
+    else (a stack) bottom to top. {index: (prefix, suffix)}, empty when neither order is clear (the
+    start positions of neighbours must differ by at least the larger body's extent)."""
+    if len(group) > len(_ORDINALS):
+        return {}
+    bodies = spec["bodies"]
+    pos = np.array([bodies[i]["position"] for i in group], dtype=np.float64)
+    if _dims(spec) == 2:
+        axes = [pos[:, 0], pos[:, 1]]
+    else:
+        cam = spec.get("camera") or {"position": [0.0, -1.0, 0.0], "target": [0.0, 0.0, 0.0], "up": [0, 0, 1]}
+        forward = np.asarray(cam["target"], dtype=np.float64) - cam["position"]
+        right = np.cross(forward, cam["up"])
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        axes = [pos @ right, pos @ (up / np.linalg.norm(up))]
+    extent = max(_body_extent(spec, bodies[i]) for i in group)
+    words = {
+        0: {2: ["left ", "right "], 3: ["leftmost ", "middle ", "rightmost "]},
+        1: {2: ["lower ", "upper "], 3: ["bottom ", "middle ", "top "]},
+    }
+    for axis, coord in enumerate(axes):
+        order = np.argsort(coord, kind="stable")
+        if np.diff(coord[order]).min() < extent:
+            continue
+        n = len(group)
+        out = {}
+        for rank, k in enumerate(order):
+            if n in words[axis]:
+                out[group[k]] = (words[axis][n][rank], "")
+            else:
+                out[group[k]] = ("", f" {_ORDINALS[rank]} from the {'left' if axis == 0 else 'bottom'}")
+        return out
+    return {}
 
 
 def body_colour_words(spec: dict) -> list[str]:
