@@ -4,7 +4,8 @@ For each substep count, in one run: drift of a resting 7-block tower (centred: s
 and of a leaning one (tower_3d level 3: stands, but PyBullet lets it creep), the deepest
 penetration between shapes over level-5 movi_a and dominos_3d scenes, the energy error of an
 elastic head-on collision, the effective restitution of a 0.7 ball, and the simulation time of
-the level-5 scenes (movi_a, dominos_3d, tower_3d).
+the level-5 scenes (movi_a, dominos_3d, tower_3d). A second table varies the solver iterations at
+the default substeps.
 
     python bench/bench_substeps_3d.py [--frames 200]
 """
@@ -53,25 +54,34 @@ def main() -> None:
     violent = [make_spec("movi_a", 5, 0), make_spec("dominos_3d", 5, 0)]
     timed = [make_spec("movi_a", 5, 0), make_spec("dominos_3d", 5, 0), make_spec("tower_3d", 5, 0)]
     print(f"{ENGINE_3D}, {platform.processor() or platform.machine()}, {args.frames} frames at 24 fps")
-    print("| substeps | centred tower drift m | leaning tower drift m | max penetration m | head-on energy error "
-          "| e_eff of 0.7 | sim s per level-5 scene |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for substeps in (5, 10, 20, 40):
-        d_centred = drift(with_substeps(centred, substeps), args.frames)
-        d_leaning = drift(with_substeps(leaning, substeps), args.frames)
+    print("| substeps | solver iterations | centred tower drift m | leaning tower drift m | max penetration m "
+          "| head-on energy error | e_eff of 0.7 | sim s per level-5 scene |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    default_iterations = centred["world"]["solver_iterations"]
+    settings = [(s, default_iterations) for s in (5, 10, 20, 40)]
+    settings += [(10, i) for i in (50, 150, 250) if i != default_iterations]
+    for substeps, iterations in settings:
+
+        def setup(spec, substeps=substeps, iterations=iterations):
+            spec = with_substeps(spec, substeps)
+            spec["world"]["solver_iterations"] = iterations
+            return spec
+
+        d_centred = drift(setup(centred), args.frames)
+        d_leaning = drift(setup(leaning), args.frames)
         pen = 0.0
         for spec in violent:
-            spec = with_substeps(spec, substeps)
+            spec = setup(spec)
             s = simulate(spec, args.frames)["states"]
             pen = max(pen, *(max(penetration_depths(spec, s[f])) for f in range(0, args.frames + 1, 10)))
         w = centred["world"]
-        e_eff = measured_restitution(0.7, floor_surface(centred), w["dt"], substeps, w["solver_iterations"])
+        e_eff = measured_restitution(0.7, floor_surface(centred), w["dt"], substeps, iterations)
         t0 = time.perf_counter()
         for spec in timed:
-            simulate(with_substeps(spec, substeps), args.frames)
+            simulate(setup(spec), args.frames)
         per_scene = (time.perf_counter() - t0) / len(timed)
-        print(f"| {substeps} | {d_centred:.4f} | {d_leaning:.4f} | {pen:.4f} | {head_on(substeps):.4f} | "
-              f"{e_eff:.3f} | {per_scene:.3f} |")  # fmt: skip
+        print(f"| {substeps} | {iterations} | {d_centred:.4f} | {d_leaning:.4f} | {pen:.4f} | "
+              f"{head_on(substeps):.4f} | {e_eff:.3f} | {per_scene:.3f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

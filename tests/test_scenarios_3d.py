@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("pybullet")
 
 from physworld.data.generate import GenerateConfig, generate  # noqa: E402
-from physworld.data.store import Dataset  # noqa: E402
+from physworld.data.store import Dataset, StoreError  # noqa: E402
 from physworld.data.validate import validate  # noqa: E402
+from physworld.data.windows import prepare  # noqa: E402
 from physworld.worlds.bullet import STATE_FIELDS_3D, simulate  # noqa: E402
 from physworld.worlds.checks import escaped_bodies, spawn_problems  # noqa: E402
 from physworld.worlds.registry import (  # noqa: E402
@@ -44,6 +45,7 @@ def test_builds_steps_and_stays_plausible(scenario_type):
                 assert b["color"] in COLORS and b["material"] in MATERIALS, where
                 assert 0.0 <= b["effective_restitution"] <= 1.1, where
             assert set(spec["camera"]) == {"position", "target", "up", "fov", "near", "far"}
+            assert _in_view(spec["camera"], [b["position"] for b in spec["bodies"]]), f"{where}: off camera"
             assert not spawn_problems(spec), f"{where}: {spawn_problems(spec)}"
             states = simulate(spec, FRAMES)["states"]
             assert states.shape == (FRAMES + 1, len(spec["bodies"]), len(STATE_FIELDS_3D))
@@ -59,6 +61,11 @@ def test_same_seed_same_scene_bit_for_bit(scenario_type):
     b = simulate(make_spec(scenario_type, 3, 7), 36)
     assert a["states"].tobytes() == b["states"].tobytes()
     assert all(np.array_equal(a["events"][k], b["events"][k]) for k in a["events"])
+    # Simulating further extends the same trajectory (what predictive questions rely on).
+    longer = simulate(make_spec(scenario_type, 3, 7), 48)
+    assert longer["states"][:37].tobytes() == a["states"].tobytes()
+    early = longer["events"]["frame"] <= 36
+    assert all(np.array_equal(longer["events"][k][early], a["events"][k]) for k in a["events"])
     assert make_spec(scenario_type, 3, 7) != make_spec(scenario_type, 3, 8), "seed must matter"
 
 
@@ -78,6 +85,23 @@ def test_identical_bytes_in_a_worker_process():
     with ctx.Pool(1) as pool:
         there = pool.map(_run_in_child, jobs)
     assert here == there
+
+
+def _in_view(camera: dict, points) -> bool:
+    """Whether every point lies inside the camera's square view (pinhole, vertical fov)."""
+    pos, target, up = (np.asarray(camera[k], dtype=np.float64) for k in ("position", "target", "up"))
+    forward = (target - pos) / np.linalg.norm(target - pos)
+    right = np.cross(forward, up)
+    right /= np.linalg.norm(right)
+    true_up = np.cross(right, forward)
+    d = np.asarray(points, dtype=np.float64) - pos
+    depth = d @ forward
+    half = np.tan(np.radians(camera["fov"]) / 2) * depth
+    return bool(
+        (depth > camera["near"]).all()
+        and (np.abs(d @ right) <= half).all()
+        and (np.abs(d @ true_up) <= half).all()
+    )
 
 
 def _complexity(spec):
@@ -130,3 +154,7 @@ def test_generate_store_and_validate_3d(tmp_path):
     report = validate(tmp_path / "w1", check_physics=True, resimulate="all")
     assert report.ok, [f.message for f in report.findings]
     assert report.num_scenes == len(ds)
+    with pytest.raises(StoreError, match="holds 3D scenes"):  # the 2D window view says so, not crashes
+        prepare(tmp_path / "w1", tmp_path / "windows")
+    with pytest.raises(ValueError, match="jsonl holds 2D scenes only"):
+        generate(config, tmp_path / "jsonl", progress=False, fmt="jsonl")

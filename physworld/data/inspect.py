@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from physworld.worlds.bullet import STATE_FIELDS_3D
 from physworld.worlds.engine import STATE_FIELDS
 
 
@@ -22,19 +23,49 @@ def _body_line(i: int, b: dict) -> str:
     )
 
 
-def scene_summary(record: dict, every: int = 20) -> str:
-    """The scene's setting, bodies, constraints, contact onsets and its state every `every` frames."""
-    spec, states, ev = record["spec"], record["states"], record["events"]
+def _body_line_3d(i: int, b: dict) -> str:
+    if b["shape"] == "box":
+        size = "box " + "x".join(f"{v:.2f}" for v in b["size"])
+    elif b["shape"] == "sphere":
+        size = f"sphere r={b['radius']:.2f}"
+    else:
+        size = f"{b['shape']} r={b['radius']:.2f} h={b['height']:.2f}"
+    pos, vel = ", ".join(f"{v:.2f}" for v in b["position"]), ", ".join(f"{v:.2f}" for v in b["velocity"])
+    return (
+        f"  [{i}] {b['color']} {b['material']} {size:24s} mass={b['mass']:.3g} friction={b['friction']:.2f} "
+        f"restitution={b['restitution']:.2f} (effective {b.get('effective_restitution', float('nan')):.2f}) "
+        f"pos=({pos}) vel=({vel})"
+    )
+
+
+def _setting_lines(spec: dict, n_frames: int) -> list[str]:
     w = spec["world"]
+    if w.get("dims", 2) == 3:
+        return [
+            f"3D world, bounds {w['bounds']['min']} to {w['bounds']['max']} m, gravity {w['gravity']} m/s^2, "
+            f"dt {w['dt']:.5f} s x {w['substeps']} substeps, {n_frames} frames",
+            f"static geometry: {', '.join(s['kind'] for s in spec['statics'])}",
+            f"bodies ({len(spec['bodies'])}):",
+            *(_body_line_3d(i, b) for i, b in enumerate(spec["bodies"])),
+        ]
+    return [
+        f"world {w['width']:g}x{w['height']:g} px, gravity ({w['gravity'][0]:g}, {w['gravity'][1]:g}) px/s^2, "
+        f"dt {w['dt']:.5f} s x {w['substeps']} substeps, {n_frames} frames",
+        f"static geometry: {len(spec['statics'])} pieces; force fields: {', '.join(spec.get('fields') or {}) or 'none'}",
+        f"bodies ({len(spec['bodies'])}):",
+        *(_body_line(i, b) for i, b in enumerate(spec["bodies"])),
+    ]
+
+
+def scene_summary(record: dict, every: int = 20) -> str:
+    """The scene's setting, bodies, constraints, contact onsets and its state every `every` frames
+    (2D or 3D scenes)."""
+    spec, states, ev = record["spec"], record["states"], record["events"]
     lines = [
         f"=== scene {record['scene_id']} | {record['scenario_type']} ({record['category']}) | difficulty "
         f"{record['difficulty']} | seed {record['seed']}",
         spec.get("description", ""),
-        f"world {w['width']:g}x{w['height']:g} px, gravity ({w['gravity'][0]:g}, {w['gravity'][1]:g}) px/s^2, "
-        f"dt {w['dt']:.5f} s x {w['substeps']} substeps, {states.shape[0]} frames",
-        f"static geometry: {len(spec['statics'])} pieces; force fields: {', '.join(spec.get('fields') or {}) or 'none'}",
-        f"bodies ({len(spec['bodies'])}):",
-        *(_body_line(i, b) for i, b in enumerate(spec["bodies"])),
+        *_setting_lines(spec, states.shape[0]),
     ]
     if spec["constraints"]:
         lines.append(
@@ -56,7 +87,8 @@ def scene_summary(record: dict, every: int = 20) -> str:
             else ""
         )
     )
-    header = "frame body " + " ".join(f"{f:>10s}" for f in STATE_FIELDS)
+    fields = STATE_FIELDS_3D if states.shape[-1] == len(STATE_FIELDS_3D) else STATE_FIELDS
+    header = "frame body " + " ".join(f"{f:>10s}" for f in fields)
     lines.append(header)
     frames = list(range(0, states.shape[0], every))
     if frames[-1] != states.shape[0] - 1:

@@ -42,7 +42,9 @@ from physworld.worlds.spec import PENETRATION_TOLERANCE
 
 ENERGY_DRIFT_TOLERANCE = 0.01  # relative, for scenes whose scenario says they conserve energy
 PENETRATION_FRAMES = 10  # check penetration every this many frames
-RUNNING_PENETRATION_3D = 0.02  # m; PyBullet lets resting contacts sink a few mm (its contact slop)
+# m; 3D contacts are solved once shapes touch, so a body landing at 5 m/s first sinks up to one
+# 240 Hz step (2 cm) into the floor before it is pushed out (bench/bench_substeps_3d.py)
+RUNNING_PENETRATION_3D = 0.03
 
 
 @dataclass

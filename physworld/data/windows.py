@@ -339,6 +339,11 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
         return out
     if len(ds) == 0:
         raise StoreError(f"{data_dir} holds no scenes; there is nothing to prepare")
+    if ds.dims != 2:
+        raise StoreError(
+            f"{data_dir} holds 3D scenes; the window view and the learned simulators read 2D datasets "
+            "only (generate one with 2D --scenario-types such as all, seen or heldout)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)  # from here until the new meta.json, the directory is incomplete
     remove_stale_temporaries(out)

@@ -55,16 +55,24 @@ def pybullet_module():
 
 @functools.lru_cache(maxsize=1)
 def _import_quietly():
-    """pybullet prints its build time on C stdout when imported; keep that out of our output."""
+    """pybullet prints its build time from C when imported; keep that out of our output."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     try:
         with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 1)
+            for fd in saved:
+                os.dup2(devnull.fileno(), fd)
             import pybullet
+
+            libc.fflush(None)  # C stdio may buffer the message
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
     return pybullet
 
 

@@ -25,7 +25,7 @@ def ramp_roll_3d(difficulty, rng):
     degrees; level 1 starts at rest, higher levels push all rollers down the slope at up to 0.3 m/s
     per level above the first.
     """
-    spec = new_spec("", camera=look_at((0.5, -8.0, 3.0), (0.5, 0.0, 0.8)), bounds=BOUNDS)
+    spec = new_spec("", camera=look_at((1.5, -11.5, 3.5), (1.5, 0.0, 0.8)), bounds=BOUNDS)
     length, width, thick = 4.0, 2.4, 0.2
     angle = math.radians(float(rng.uniform(15, 20)) + 5 * (difficulty - 1))
     foot_x = 0.5  # where the plank's top surface meets the floor; it descends towards +x

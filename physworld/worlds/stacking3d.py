@@ -24,13 +24,14 @@ def tower_3d(difficulty, rng):
     stand still; level 3 leans to 40-70% of the lean that would topple it (a step of s/n per block
     for n blocks of size s) and still stands; levels 4 and 5 lean 1.2-1.5 and 1.5-2 times that much.
     """
-    yaw = float(rng.uniform(0, 2 * math.pi))
-    spec = new_spec(
-        "", camera=look_at((7.0 * math.cos(yaw), 7.0 * math.sin(yaw), 2.5), (0.0, 0.0, 1.4)), bounds=BOUNDS
-    )
-    spec["statics"] = [floor_plane(extent=BOUNDS["max"][0])]
     n = 1 + 2 * difficulty
     s = float(rng.uniform(0.35, 0.45))
+    # The camera backs off with the tower's height so the whole tower, and where it falls, is in view.
+    yaw, tall = float(rng.uniform(0, 2 * math.pi)), n * s
+    dist = 2.4 * tall + 3.0
+    camera = look_at((dist * math.cos(yaw), dist * math.sin(yaw), 0.6 * tall + 0.5), (0.0, 0.0, 0.4 * tall))
+    spec = new_spec("", camera=camera, bounds=BOUNDS)
+    spec["statics"] = [floor_plane(extent=BOUNDS["max"][0])]
     critical = s / n
     lean = {1: 0.0, 2: 0.0, 3: rng.uniform(0.4, 0.7), 4: rng.uniform(1.2, 1.5), 5: rng.uniform(1.5, 2.0)}[
         difficulty
@@ -78,9 +79,12 @@ def dominos_3d(difficulty, rng):
         xs.append(xs[-1] + gap * math.cos(mid))
         ys.append(ys[-1] + gap * math.sin(mid))
     cx, cy = sum(xs) / n, sum(ys) / n
+    # The bodies are centred on the origin; the camera looks at it from the side of the row's mean
+    # heading, far enough back to see the whole row.
     cam_dir = heading + bend / 2 - math.pi / 2
-    spec = new_spec("", camera=look_at((cx + 6.5 * math.cos(cam_dir), cy + 6.5 * math.sin(cam_dir), 3.5), (cx, cy, 0.3)),
-                    bounds=BOUNDS)  # fmt: skip
+    dist = 1.2 * gap * n + 2.5
+    camera = look_at((dist * math.cos(cam_dir), dist * math.sin(cam_dir), 0.5 * dist), (0.0, 0.0, 0.3))
+    spec = new_spec("", camera=camera, bounds=BOUNDS)
     spec["statics"] = [floor_plane(extent=BOUNDS["max"][0])]
     push = 1.5 + 0.5 * difficulty
     colors = list(COLORS)
