@@ -161,7 +161,13 @@ def test_bodies_that_share_colour_and_shape_are_told_apart_by_size_or_not_asked_
         True,
         True,
     )
+    # same size: told apart by where they start, left to right
     spec["bodies"][22] = circle((40 + 25 * 22, 300), 8)
+    names, unique = captions.body_names(spec)
+    assert (names[5], names[22]) == ("left dark green ball", "right dark green ball") and unique[22]
+    # same size and place (they share a group, so they pass through each other): no name for either
+    spec["bodies"][5] = circle((40 + 25 * 22, 303), 8, group=1)
+    spec["bodies"][22] = circle((40 + 25 * 22, 300), 8, group=1)
     names, unique = captions.body_names(spec)
     assert names[5] == names[22] == "dark green ball" and not unique[5] and not unique[22]
     out = describe_scene(record_of(spec, 10))
@@ -452,15 +458,24 @@ def test_3d_movi_answers_match_fresh_simulations():
 
 
 def strong_3d(spec, run, onset):
-    """A contact onset in a 3D run whose pair changes relative velocity by the threshold or more."""
+    """A contact onset in a 3D run (of a scene whose only static is the floor) that is a collision:
+    its impulse over the reduced mass, or the speed the two approached along the line of centres
+    (the floor's normal) in the frame before, reaches the threshold."""
     f, a, b = onset
-    v = run["states"][:, :, 7:10].astype(np.float64)
-    f0, f1 = max(f - 1, 0), min(f + 1, len(v) - 1)
     if a < 0:
         a, b = b, a
-    rel = v[[f0, f1], a] - (v[[f0, f1], b] if b >= 0 else 0.0)
-    change = rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) / 24.0 if b < 0 else 0.0)
-    return np.linalg.norm(change) >= captions.COLLIDE_MIN_DV
+    masses = [body["mass"] for body in spec["bodies"]]
+    m = masses[a] * masses[b] / (masses[a] + masses[b]) if b >= 0 else masses[a]
+    j = [i for i, (g, x, y) in enumerate(zip(*(run["events"][k] for k in ("frame", "body_a", "body_b")), strict=True))
+         if (g, sorted((x, y))) == (f, sorted((a, b)))]  # fmt: skip
+    impulse = float(run["events"]["impulse"][j[0]])
+    s = run["states"][max(f - 1, 0)].astype(np.float64)
+    if b >= 0:
+        normal, rel = s[a, 0:3] - s[b, 0:3], s[a, 7:10] - s[b, 7:10]
+    else:
+        normal, rel = np.array([0.0, 0.0, 1.0]), s[a, 7:10]
+    approach = -(rel @ normal) / np.linalg.norm(normal)
+    return max(impulse / m, approach) >= captions.COLLIDE_MIN_DV
 
 
 # ---------------------------------------------------------------- physworld captions (a dataset's captions on disk)

@@ -183,7 +183,8 @@ def body_names(spec: dict) -> tuple[list[str], list[bool]]:
     name picks out one body only.
 
     Colour and shape first; where two bodies share those, the material (3D: rubber looks matte,
-    metal shiny) and then, for a pair, "small"/"large" (extents differing by 30% or more)."""
+    metal shiny), then, for a pair, "small"/"large" (extents differing by 30% or more), then where
+    they start in the picture ("left", "middle", "top", "third from the left")."""
     bodies = spec["bodies"]
     names = []
     for b, colour in zip(bodies, body_colour_words(spec), strict=True):
@@ -209,8 +210,52 @@ def body_names(spec: dict) -> tuple[list[str], list[bool]]:
             small, large = sorted(group, key=lambda i: _body_extent(spec, bodies[i]))
             if _body_extent(spec, bodies[large]) >= 1.3 * _body_extent(spec, bodies[small]):
                 names[small], names[large] = f"small {names[small]}", f"large {names[large]}"
+    for group in groups():
+        placed = _by_position(spec, group)
+        for i, word in placed.items():
+            names[i] = f"{word[0]}{names[i]}{word[1]}"
     unique = [names.count(n) == 1 for n in names]
     return names, unique
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def _by_position(spec: dict, group: list[int]) -> dict:
+    """Where bodies look alike, tell them apart by where they start in the picture: left to right,
+    else (a stack) bottom to top. {index: (prefix, suffix)}, empty when neither order is clear (the
+    start positions of neighbours must differ by at least the larger body's extent)."""
+    if len(group) > len(_ORDINALS):
+        return {}
+    bodies = spec["bodies"]
+    pos = np.array([bodies[i]["position"] for i in group], dtype=np.float64)
+    if _dims(spec) == 2:
+        axes = [pos[:, 0], pos[:, 1]]
+    else:
+        cam = spec.get("camera") or {"position": [0.0, -1.0, 0.0], "target": [0.0, 0.0, 0.0], "up": [0, 0, 1]}
+        forward = np.asarray(cam["target"], dtype=np.float64) - cam["position"]
+        right = np.cross(forward, cam["up"])
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        axes = [pos @ right, pos @ (up / np.linalg.norm(up))]
+    extent = max(_body_extent(spec, bodies[i]) for i in group)
+    words = {
+        0: {2: ["left ", "right "], 3: ["leftmost ", "middle ", "rightmost "]},
+        1: {2: ["lower ", "upper "], 3: ["bottom ", "middle ", "top "]},
+    }
+    for axis, coord in enumerate(axes):
+        order = np.argsort(coord, kind="stable")
+        if np.diff(coord[order]).min() < extent:
+            continue
+        n = len(group)
+        out = {}
+        for rank, k in enumerate(order):
+            if n in words[axis]:
+                out[group[k]] = (words[axis][n][rank], "")
+            else:
+                out[group[k]] = ("", f" {_ORDINALS[rank]} from the {'left' if axis == 0 else 'bottom'}")
+        return out
+    return {}
 
 
 def body_colour_words(spec: dict) -> list[str]:
@@ -347,6 +392,30 @@ def _in_view(spec: dict, pos: np.ndarray) -> np.ndarray | None:
     return (depth > cam.get("near", 0.0)) & (np.abs(rel @ right) <= half) & (np.abs(rel @ up) <= half)
 
 
+def _approach_speed_3d(spec: dict, tr: dict, frame: int, a: int, b: int) -> float:
+    """Speed (m/s) at which body a approached body b (b < 0: the static geometry it touched) along
+    the contact normal in the frame before the contact began; 0 if they were separating."""
+    before = max(frame - 1, 0)
+    p = tr["pos"][before, a]
+    if b >= 0:
+        normal = p - tr["pos"][before, b]  # the line of centres: exact for spheres
+        rel = tr["vel"][before, a] - tr["vel"][before, b]
+    else:
+        s = spec["statics"][_which_static(spec, tr["pos"][frame, a])]
+        if s["kind"] == "plane":
+            normal = np.asarray(s["normal"], dtype=np.float64)
+        else:
+            q = np.asarray(s["orientation"], dtype=np.float64)
+            local = _rotate(q * np.array([-1.0, -1.0, -1.0, 1.0]), p - s["position"])
+            half = 0.5 * np.asarray(s["size"])
+            normal = p - (_rotate(q, np.clip(local, -half, half)) + s["position"])
+        rel = tr["vel"][before, a]
+    norm = float(np.linalg.norm(normal))
+    if norm == 0.0:
+        return 0.0
+    return max(0.0, -float(rel @ normal) / norm)
+
+
 def _contacts(events) -> list[tuple[int, int, int, float]]:
     """Contact onsets as (frame, body_a, body_b, impulse), from the engine's dict of arrays or lists."""
     frame = np.asarray(events["frame"]).tolist()
@@ -397,14 +466,10 @@ def extract_events(spec: dict, states, contacts, last_frame: int | None = None) 
         dv = impulse / m_eff / units
         if _dims(spec) == 3:
             # PyBullet spreads a contact's impulse over several substeps, so the onset substep's
-            # impulse understates it: take the change of the pair's relative velocity across the
-            # onset frame too (gravity's share removed), whichever is larger
-            f0, f1 = max(frame - 1, 0), min(frame + 1, last)
-            rel = tr["vel"][[f0, f1], a] - (tr["vel"][[f0, f1], b] if b >= 0 else 0.0)
-            change = (
-                rel[1] - rel[0] - (np.asarray(spec["world"]["gravity"]) * (f1 - f0) * dt if b < 0 else 0.0)
-            )
-            dv = max(dv, float(np.linalg.norm(change)) / units)
+            # impulse understates it. The speed at which the two approached along the contact
+            # normal in the frame before is a lower bound on the velocity change (1 + e >= 1) that
+            # a resting or sliding contact does not reach; take whichever is larger.
+            dv = max(dv, _approach_speed_3d(spec, tr, frame, a, b))
         if dv < COLLIDE_MIN_DV:
             continue
         static = _which_static(spec, tr["pos"][frame, a]) if b < 0 else None
