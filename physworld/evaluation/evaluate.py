@@ -291,7 +291,7 @@ def comparison_frames(scene: dict, pred: np.ndarray, context_frames: int, width:
         image = Image.fromarray(canvas[k])
         draw = ImageDraw.Draw(image)
         phase = (
-            f"context {k + 1}/{context_frames} (given)"
+            f"context {k + 1}/{context_frames}"
             if k < context_frames
             else f"PREDICTED {k + 1 - context_frames}/{rollout}"
         )
