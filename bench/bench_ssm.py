@@ -185,6 +185,12 @@ def ablation(out: Path, ssm_steps: int, pe_steps: int, context: int, rollout: in
         steps = json.loads((run_dir / "summary.json").read_text())["steps"]
         table[label] = {"metrics": metrics, "train_seconds": seconds, "steps": steps}
 
+    gates = gate_statistics(out / "runs" / "physicsssm_gate" / "checkpoints" / "best.safetensors", val_dir)
+    print(
+        f"learned gate on {gates['sequences']} validation sequences (1 = the SSM, 0 = the ballistic prior): "
+        f"mean ax {gates['mean'][0]:.3f}, ay {gates['mean'][1]:.3f}, angular {gates['mean'][2]:.3f}; "
+        f"{100 * gates['below_half']:.1f}% of values below 0.5"
+    )
     horizon = str(rollout)
     first = next(iter(table.values()))["metrics"]
     print(
@@ -211,6 +217,31 @@ def ablation(out: Path, ssm_steps: int, pe_steps: int, context: int, rollout: in
                 f"| {split} | {label} | {steps} | {secs} | {err[horizon]:.2f} | {err['all']:.2f} | {mse[horizon]:.1f} |"
             )
     return table
+
+
+def gate_statistics(checkpoint: Path, val_dir: Path, sequences: int = 64) -> dict:
+    """How far the learned gate leans on the SSM (1) or on the ballistic prior (0): the mean gate per
+    acceleration component over the dynamic bodies of a fixed, seeded set of validation sequences."""
+    import numpy as np
+    import torch
+
+    from physworld.data import windows
+    from physworld.models import ssm
+
+    model, _ = ssm.load_model(checkpoint)
+    data = windows.WindowDataset(windows.prepare(val_dir, progress=False), history=model.config.seq_len)
+    chosen = np.sort(np.random.default_rng(0).permutation(len(data))[:sequences])
+    batch = ssm.collate_sequences([data[int(i)] for i in chosen])
+    with torch.no_grad():
+        gate = model(batch["states"][:, :-1], batch)["gate"]  # [R, T, 3]
+    sc, who = model.rows(batch)
+    dynamic = batch["body"][sc, who, ssm.KINEMATIC] < 0.5
+    gate = gate[dynamic]  # [dynamic rows, T, 3]
+    return {
+        "mean": gate.mean(dim=(0, 1)).tolist(),
+        "below_half": float((gate < 0.5).float().mean()),
+        "sequences": len(chosen),
+    }
 
 
 def main(argv=None) -> int:
