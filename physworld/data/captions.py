@@ -1195,7 +1195,7 @@ def _caption_shard(args) -> tuple[int, int]:
 def table_to_records_of_shard(ds, k: int) -> list[dict]:
     from physworld.data.store import table_to_records
 
-    return table_to_records(ds._shard(k).read())
+    return table_to_records(ds.shard_file(k).read())
 
 
 def _prepare_output_dir(root, config: dict) -> None:

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from physworld.data.clips import SEG_STATIC, ClipConfig, ClipError, _boxes_and_counts, frame_plan
+from physworld.data.clip_config import SEG_STATIC, ClipConfig, ClipError, boxes_and_counts, frame_plan
 
 BACKGROUND = (250, 250, 250)  # as the 2D renderer's
 LIGHT_DIRECTION = (2.0, 1.0, 4.0)  # fixed, so every clip is lit the same way
@@ -373,7 +373,7 @@ def render_clip_3d(record: dict, config: ClipConfig) -> dict:
             for t in range(config.frames)
         ]
     )
-    counts, boxes = _boxes_and_counts(seg, n)
+    counts, boxes = boxes_and_counts(seg, n)
     area = silhouette_pixels(spec, clip_states, camera)
     fraction = np.where(area > 0, np.minimum(1.0, counts / np.maximum(area, 1e-12)), 0.0)
     return {

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from physworld.data import clips as C
+from physworld.data.findings import Finding, Report
 from physworld.data.store import MANIFEST as STORE_MANIFEST
 from physworld.data.store import table_to_records
-from physworld.data.validate import Finding, Report
 from physworld.fileio import sha256_file
 
 FULLY_VISIBLE = 0.99  # visible_fraction above which a body's centre must be inside its own mask
@@ -107,7 +107,7 @@ def check_clip(clip: dict, record: dict, config: C.ClipConfig, where: str) -> li
     ):
         diff = np.argwhere(states != clip["states"]) if states.shape == clip["states"].shape else [[0, 0]]
         bad("stored per-frame states differ from the dataset's", int(diff[0][0]), int(diff[0][1]))
-    counts, boxes = C._boxes_and_counts(clip["segmentation"], clip["states"].shape[1])
+    counts, boxes = C.boxes_and_counts(clip["segmentation"], clip["states"].shape[1])
     if not np.array_equal(counts, clip["visible_pixels"]) or not np.array_equal(boxes, clip["bboxes"]):
         t, i = np.argwhere((counts != clip["visible_pixels"]) | (boxes != clip["bboxes"]).any(-1))[0]
         bad("visible pixel counts or boxes disagree with the segmentation", int(t), int(i))
