@@ -154,7 +154,7 @@ def run(cfg: SimCLRRecipeConfig, data_dir, out_dir, progress: bool = True) -> di
         bar.update(1)
         if step % 10 == 0 or step == cfg.steps:
             logger.log(step, **{k: float(v) for k, v in losses.items()}, lr=optimizer.param_groups[0]["lr"])
-        last_loss = float(losses["loss"])
+        last_loss = float(losses["loss"].detach())
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             ckpts.save_latest(model, optimizer, step=step, config=cfg, extra_generators={"augment": gen})
     bar.close()

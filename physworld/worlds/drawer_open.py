@@ -34,6 +34,7 @@ mujoco is imported, so this module defaults it to egl.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,7 +166,12 @@ def _make_gym_env_class():
 
         def _make_renderer(self):
             size = self.config.image_size
-            r = mujoco.Renderer(self.model, size, size)
+            try:
+                r = mujoco.Renderer(self.model, size, size)
+            except Exception as e:  # mujoco.FatalError has no stable import path across versions
+                raise RuntimeError(
+                    f"drawer_open cannot render ({e}); set MUJOCO_GL=egl (or osmesa) before mujoco is first imported"
+                ) from None
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             return r
@@ -288,6 +294,8 @@ def expert_policy():
     from metaworld.policies import SawyerDrawerOpenV3Policy
 
     policy = SawyerDrawerOpenV3Policy()
+    # its pull phase uses a gain of 50 on purpose (the env clips actions to [-1, 1]); it warns every step
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", module="metaworld")
 
     def act(state: np.ndarray) -> np.ndarray:
         return np.clip(policy.get_action(state), -1.0, 1.0).astype(np.float32)
