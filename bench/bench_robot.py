@@ -193,7 +193,7 @@ def main(argv=None) -> None:
     base = rates["mujoco bare"]
     print("\n| env step | steps/s | vs bare MuJoCo |\n|---|---|---|")
     for name, r in rates.items():
-        print(f"| {name} | {r:,.0f} | {r / base:.2f} |")
+        print(f"| {name} | {r:,.0f} | {r / base:.3g} |")
     sac = sac_rates(args.updates)
     print("\n| SAC, batch 256, hidden 256 | updates/s |\n|---|---|")
     for name, r in sac.items():

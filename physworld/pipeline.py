@@ -361,9 +361,9 @@ def run(cfg, skip=(), only=(), dry_run: bool = False, progress: bool = True, ech
             continue
         fp = fingerprint(cfg, step, records)
         step_dir = out / step
-        record = records[step]
+        record = records[step] = read_record(step_dir)  # again: another process may have finished it
         if record is not None and record["fingerprint"] == fp:
-            echo(f"{step:<11} current  its inputs came out unchanged")
+            echo(f"{step:<11} current  finished meanwhile, or its inputs came out unchanged")
             continue
         running = _read_json(step_dir / RUNNING)
         if step_dir.exists() and not (running is not None and running.get("fingerprint") == fp):
