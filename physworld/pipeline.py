@@ -142,6 +142,13 @@ def fingerprint(cfg, step: str, records: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _is_current(cfg, step: str, records: dict) -> bool:
+    record = records[step]
+    if record is None or any(records[i] is None for i in INPUTS[step]):
+        return False
+    return record["fingerprint"] == fingerprint(cfg, step, records)
+
+
 def output_checksums(step_dir: Path) -> dict[str, str]:
     out = {}
     for path in sorted(step_dir.rglob("*")):
@@ -384,11 +391,8 @@ def run(cfg, skip=(), only=(), dry_run: bool = False, progress: bool = True, ech
         (step_dir / RUNNING).unlink(missing_ok=True)
         timings[step] = seconds
         echo(f"{step:<11} done     {seconds:.1f} s, {len(outputs)} files")
-    current = {
-        s: r
-        for s, r in records.items()
-        if s in cfg.steps and r is not None and r["fingerprint"] == fingerprint(cfg, s, records)
-    }
+    records = {s: read_record(out / s) for s in STEPS}  # again: parallel --only runs may have finished some
+    current = {s: r for s, r in records.items() if s in cfg.steps and _is_current(cfg, s, records)}
     success = len(current) == len(cfg.steps)
     if success:
         atomic_write_json(

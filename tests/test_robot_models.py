@@ -112,3 +112,10 @@ def test_ridge_probe_recovers_a_linear_map():
     y = x @ rng.normal(size=(5, 2)) + 0.3
     r = ridge_probe(x[:150], y[:150], x[150:], y[150:], ridge=1e-6)
     assert min(r["r2"]) > 0.999
+
+
+def test_untrained_convgru_starts_at_copy_last():
+    m = ConvGRUDynamics(ConvGRUConfig(feature_channels=6, hidden_channels=5))
+    f0 = torch.randn(2, 6, 3, 3)
+    preds, _ = m.rollout(f0, torch.randn(2, 4, 4))
+    assert torch.equal(preds, f0[:, None].expand_as(preds))

@@ -40,6 +40,10 @@ class ConvGRUDynamics(nn.Module):
         self.cfg = cfg
         self.cell = ConvGRUCell(cfg.feature_channels + cfg.action_dim, cfg.hidden_channels, cfg.kernel_size)
         self.readout = nn.Conv2d(cfg.hidden_channels, cfg.feature_channels, 1)
+        # zero readout: an untrained model predicts "no change", i.e. starts exactly at the copy-last
+        # baseline (features change by <1% of their variance per step) and learns the change from there
+        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout.bias)
 
     def init_hidden(self, features: torch.Tensor) -> torch.Tensor:
         b, _, h, w = features.shape
