@@ -135,7 +135,7 @@ def run(cfg: DynamicsRecipeConfig, data_dir, encoder_dir, out_dir, progress: boo
             optimizer.step()
         step += 1
         bar.update(1)
-        last = {k: float(v) for k, v in losses.items()}
+        last = {k: float(v.detach()) for k, v in losses.items()}
         if step % 10 == 0 or step == cfg.steps:
             logger.log(step, **last)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:

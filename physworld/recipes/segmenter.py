@@ -145,7 +145,7 @@ def run(cfg: SegmenterRecipeConfig, data_dir, out_dir, progress: bool = True) ->
             optimizer.step()
         step += 1
         bar.update(1)
-        last = {k: float(v) for k, v in losses.items()}
+        last = {k: float(v.detach()) for k, v in losses.items()}
         if step % 10 == 0 or step == cfg.steps:
             logger.log(step, **last)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:

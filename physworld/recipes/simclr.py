@@ -153,7 +153,9 @@ def run(cfg: SimCLRRecipeConfig, data_dir, out_dir, progress: bool = True) -> di
         step += 1
         bar.update(1)
         if step % 10 == 0 or step == cfg.steps:
-            logger.log(step, **{k: float(v) for k, v in losses.items()}, lr=optimizer.param_groups[0]["lr"])
+            logger.log(
+                step, **{k: float(v.detach()) for k, v in losses.items()}, lr=optimizer.param_groups[0]["lr"]
+            )
         last_loss = float(losses["loss"].detach())
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             ckpts.save_latest(model, optimizer, step=step, config=cfg, extra_generators={"augment": gen})
