@@ -253,8 +253,8 @@ def run(cfg: SACRecipeConfig, data_dir, out_dir, progress: bool = True) -> dict:
                 q_mean = q.detach().mean(dim=(0, 1)).tolist()
                 logger.log(
                     step,
-                    critic_loss=float(critic_loss),
-                    actor_loss=float(actor_loss),
+                    critic_loss=float(critic_loss.detach()),
+                    actor_loss=float(actor_loss.detach()),
                     alpha=float(alpha),
                     **{f"q_{k}": v for k, v in zip((*REWARD_COMPONENTS, "entropy"), q_mean, strict=True)},
                 )
@@ -302,7 +302,7 @@ def run(cfg: SACRecipeConfig, data_dir, out_dir, progress: bool = True) -> dict:
         "updates": updates,
         "train_episodes": len(episode_log),
         "train_success_last_20": float(np.mean([e["success"] for e in recent])) if recent else None,
-        "alpha": float(nets.log_alpha.exp()),
+        "alpha": float(nets.log_alpha.detach().exp()),
         "reward_weights": {
             "task": cfg.env.rewards.task,
             "efficiency": cfg.env.rewards.efficiency,
