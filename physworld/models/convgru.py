@@ -55,9 +55,9 @@ class ConvGRUDynamics(nn.Module):
         hidden = self.cell(torch.cat([features, a], 1), hidden)
         return features + self.readout(hidden), hidden
 
-    def rollout(self, features0: torch.Tensor, actions: torch.Tensor, context: torch.Tensor | None = None):
+    def rollout(self, features0: torch.Tensor, actions: torch.Tensor):
         """Open loop: features0 [B, C, h, w], actions [B, K, A] -> predicted features [B, K, C, h, w] and the
-        hidden maps [B, K, H, h, w]. `context` [B, T0, C, h, w] with actions for its steps is not used here."""
+        hidden maps [B, K, H, h, w]; each step reads its own previous prediction."""
         hidden = self.init_hidden(features0)
         f, preds, hiddens = features0, [], []
         for k in range(actions.shape[1]):

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from physworld.data.episodes import REWARD_COMPONENTS, load_all, read_manifest
+from physworld.data.episodes import REWARD_COMPONENTS, load_all
 from physworld.fileio import atomic_write, atomic_write_json
 from physworld.models.sac import SACNetConfig, SkillActor, VectorCritic
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore, save_checkpoint
@@ -398,6 +398,3 @@ def load_sb3_policy(step_dir, cfg: SACRecipeConfig):
         return model.predict(state.astype(np.float64), deterministic=True)[0]
 
     return act
-
-
-__all__ = ["SACRecipeConfig", "run", "load_policy", "load_sb3_policy", "read_manifest"]
