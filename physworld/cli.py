@@ -337,6 +337,15 @@ def cmd_quickstart(args) -> int:
     return quickstart(args.output_dir, seed=args.seed, progress=not args.quiet)
 
 
+def cmd_pipeline(args) -> int:
+    from physworld.pipeline import PipelineError, main_from_args
+
+    try:
+        return main_from_args(args, args.overrides)
+    except PipelineError as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_list_scenarios(args) -> int:
     from physworld.worlds.registry import CATEGORY_OF, SCENARIOS_3D, difficulty_docs, is_heldout
 
@@ -604,6 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--every", type=int, default=20, help="print the state every this many frames")
     h.set_defaults(func=cmd_heldout_examples)
 
+    from physworld.pipeline import add_arguments as add_pipeline_arguments
+
+    pl = verbs.add_parser(
+        "pipeline", help="the drawer_open robot pipeline: data, SimCLR, ConvGRU, U-Net, SAC, evaluation"
+    )
+    add_pipeline_arguments(pl)
+    pl.set_defaults(func=cmd_pipeline)
+
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
     s.set_defaults(func=cmd_list_scenarios)
@@ -631,7 +648,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
-    if args.verb == "train":
+    if args.verb in ("train", "pipeline"):
         bad = [a for a in extra if a.startswith("-") or "=" not in a]
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
