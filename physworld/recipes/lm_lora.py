@@ -82,8 +82,8 @@ from torch.utils.data import DataLoader
 
 import physworld
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_json, fsync_dir
-from physworld.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from physworld.fileio import atomic_write_json, check_output_path, fsync_dir, sha256_file
+from physworld.training.checkpoint import CheckpointDamaged, load_checkpoint, restore, save_checkpoint
 from physworld.training.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
     NonFiniteGuard,
@@ -118,6 +118,9 @@ FAN_IN_FAN_OUT = {"gpt2"}  # architectures whose linear layers store weights tra
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# sha256 of each adapter file, written with the adapter and checked before it is loaded (peft's own files
+# carry no checksum: a flipped byte would otherwise load as other weights).
+ADAPTER_CHECKSUM_FILE = "adapter_checksum.json"
 IGNORE = -100
 
 
@@ -756,6 +759,9 @@ def save_lm_checkpoint(
     try:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(
+            tmp / ADAPTER_CHECKSUM_FILE, {name: sha256_file(tmp / name) for name in ADAPTER_FILES}
+        )
         save_checkpoint(tmp / OPTIMIZER_FILE, torch.nn.Module(), optimizer, rng=True, step=step)
         atomic_write_json(tmp / STATE_FILE, state)
         for f in tmp.iterdir():
@@ -846,11 +852,47 @@ def _check_fingerprint(saved: dict, current: dict, path: Path) -> None:
         )
 
 
+def verify_adapter(path: Path) -> None:
+    """Refuse a checkpoint directory whose adapter is missing or damaged, before anything loads it: the
+    files must match the sha256 sums written beside them; a checkpoint from before those sums must at
+    least hold a readable safetensors adapter (never a pickle, which nothing here would open anyway)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    for name in ADAPTER_FILES:
+        if not (path / name).is_file():
+            raise CheckpointDamaged(f"{path}: {name} is missing; use another checkpoint of the run")
+    sums_path = path / ADAPTER_CHECKSUM_FILE
+    if sums_path.is_file():
+        try:
+            sums = json.loads(sums_path.read_text())
+            if not isinstance(sums, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointDamaged(
+                f"{sums_path}: damaged ({e}); use another checkpoint of the run"
+            ) from None
+        for name in ADAPTER_FILES:
+            if sums.get(name) != sha256_file(path / name):
+                raise CheckpointDamaged(
+                    f"{path / name}: does not match its sha256 in {ADAPTER_CHECKSUM_FILE} (the file is "
+                    "damaged); use another checkpoint of the run"
+                )
+    try:
+        with safe_open(str(path / "adapter_model.safetensors"), framework="pt", device="cpu") as f:
+            f.keys()
+    except SafetensorError as e:
+        raise CheckpointDamaged(
+            f"{path / 'adapter_model.safetensors'}: not a readable safetensors file (truncated or damaged): {e}"
+        ) from None
+
+
 def load_adapter_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a checkpoint's adapter_model.safetensors into the PeftModel (no pickle), strictly."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    verify_adapter(path)
     weights = load_file(str(path / "adapter_model.safetensors"))
     result = set_peft_model_state_dict(model, weights)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
@@ -872,10 +914,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     out = Path(cfg.train.output_dir)
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        _remove_stale_temporaries(out)
+    # Checked before anything is written: the output path, the data, the model and a resumed run's
+    # checkpoint, so a refused run leaves an existing run's config.yaml as it was.
+    check_output_path(out, "--output-dir")
+    Dataset(cfg.data.data_dir)  # a missing or damaged dataset is refused now, naming it
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -908,8 +950,15 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
     latest = latest_checkpoint(out)
     if latest is not None:
-        state = json.loads((latest / STATE_FILE).read_text())
+        try:
+            state = json.loads((latest / STATE_FILE).read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointDamaged(
+                f"{latest / STATE_FILE}: damaged ({e}); delete {latest} to resume from the one before"
+            ) from None
         _check_fingerprint(state["fingerprint"], fingerprint, latest)
+        for _, earlier in list_checkpoints(out):  # every adapter the run's evaluation may load
+            verify_adapter(earlier)
         load_adapter_weights(unwrapped, latest)
         restore(load_checkpoint(latest / OPTIMIZER_FILE), None, optimizer, rng=True)
         step, stage_index, stage_step = state["global_step"], state["stage_index"], state["stage_step"]
@@ -917,6 +966,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         guard.load_state_dict(state["guard"])
         if state["stage_complete"]:
             stage_index, stage_step, position = stage_index + 1, 0, {"epoch": 0, "sample": 0}
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _remove_stale_temporaries(out)
     logger = None
     if main_process:
         logger = MetricLogger(
@@ -1123,7 +1176,9 @@ FLAGS = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m physworld.recipes.lm_lora",
+        prog="physworld train lm-lora",
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="LoRA fine-tuning of a pretrained causal LM on physics as text (see the module docstring). "
         "Precedence: --config file < flags < key=value overrides (e.g. optim.warmup_ratio=0.05).",
     )
@@ -1225,6 +1280,7 @@ def load_for_evaluation(checkpoint):
             "<output-dir>/stageK/checkpoint-N"
         )
     fingerprint = json.loads((path / STATE_FILE).read_text())["fingerprint"]
+    verify_adapter(path)
     base, _ = load_base_model(fingerprint["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = PeftModel.from_pretrained(base, str(path)).eval()
