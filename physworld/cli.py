@@ -265,7 +265,7 @@ def cmd_list_scenarios(args) -> int:
 # ---------------------------------------------------------------- parser
 
 # Upper bounds that keep a typo (an extra digit, 10**18) from planning for hours before saying anything.
-MAX_SCENES_PER_TYPE = 1_000_000
+MAX_SCENES_PER_TYPE = 100_000
 MAX_FRAMES = 100_000
 
 
@@ -557,7 +557,7 @@ def _guarded(verb: str, run) -> int:
     """Call `run()` and turn every failure into one line on stderr and an exit status, never a traceback
     (set PHYSWORLD_TRACEBACK=1 to see one for an internal error)."""
     from physworld.data.store import StoreError
-    from physworld.training.checkpoint import CheckpointDamaged
+    from physworld.fileio import DamagedFile
 
     def fail(message: str, status: int) -> int:
         print(f"physworld {verb}: {message}", file=sys.stderr)
@@ -565,7 +565,7 @@ def _guarded(verb: str, run) -> int:
 
     try:
         return run()
-    except CheckpointDamaged as e:
+    except DamagedFile as e:
         return fail(f"error: {e}", EXIT_DAMAGE)
     except (UserError, StoreError, ValueError, ModuleNotFoundError) as e:
         return fail(f"error: {e}", EXIT_USER)

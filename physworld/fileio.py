@@ -44,6 +44,11 @@ def current_umask() -> int:
     return mask
 
 
+class DamagedFile(ValueError):
+    """A file's bytes are damaged (truncated, a checksum mismatch): damage found, which the CLI reports with
+    exit status 1, apart from mistakes in the command (2). Subclassed where the damage is found."""
+
+
 class OutputPathError(ValueError):
     """An output path the user gave cannot be written (a file where a folder is needed, under a file, not
     writable); raised before any long work starts."""

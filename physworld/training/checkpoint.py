@@ -45,7 +45,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from physworld.fileio import atomic_write
+from physworld.fileio import DamagedFile, atomic_write
 from physworld.training.config import config_to_dict
 
 __all__ = [
@@ -70,7 +70,7 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged, or does not fit the model/optimizer it is restored into."""
 
 
-class CheckpointDamaged(CheckpointError):
+class CheckpointDamaged(CheckpointError, DamagedFile):
     """A checkpoint's bytes are damaged (truncated, a checksum mismatch, unreadable metadata): damage
     found, not a mistake in the command (the CLI exits 1 for it, 2 for other CheckpointErrors)."""
 
