@@ -553,6 +553,14 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}: {problem}"
 
 
+def _stopped_itself(e: BaseException) -> bool:
+    """A training run that stopped on purpose (loop_utils.TooManyBadSteps, raised or as the cause)."""
+    loop_utils = sys.modules.get("physworld.training.loop_utils")  # not imported: it cannot be that
+    if loop_utils is None:
+        return False
+    return isinstance(e, loop_utils.TooManyBadSteps) or isinstance(e.__cause__, loop_utils.TooManyBadSteps)
+
+
 def _guarded(verb: str, run) -> int:
     """Call `run()` and turn every failure into one line on stderr and an exit status, never a traceback
     (set PHYSWORLD_TRACEBACK=1 to see one for an internal error)."""
@@ -563,6 +571,15 @@ def _guarded(verb: str, run) -> int:
         print(f"physworld {verb}: {message}", file=sys.stderr)
         return status
 
+    def internal(e: Exception) -> int:
+        if os.environ.get("PHYSWORLD_TRACEBACK"):
+            raise e
+        return fail(
+            f"internal error: {type(e).__name__}: {e} (a bug in physworld; rerun with PHYSWORLD_TRACEBACK=1 "
+            "to see where, and please report it)",
+            EXIT_INTERNAL,
+        )
+
     try:
         return run()
     except DamagedFile as e:
@@ -571,18 +588,14 @@ def _guarded(verb: str, run) -> int:
         return fail(f"error: {e}", EXIT_USER)
     except OSError as e:
         return fail(f"error: {describe_os_error(e)}", EXIT_USER)
-    except RuntimeError as e:  # a run that stopped itself (e.g. too many non-finite steps); checkpoints kept
-        return fail(f"stopped: {e}", EXIT_DAMAGE)
+    except RuntimeError as e:
+        if _stopped_itself(e):  # too many non-finite steps in a row: the checkpoints are kept
+            return fail(f"stopped: {e}", EXIT_DAMAGE)
+        return internal(e)
     except KeyboardInterrupt:
         return fail("interrupted; rerun the same command to resume", 130)
     except Exception as e:
-        if os.environ.get("PHYSWORLD_TRACEBACK"):
-            raise
-        return fail(
-            f"internal error: {type(e).__name__}: {e} (a bug in physworld; rerun with PHYSWORLD_TRACEBACK=1 "
-            "to see where, and please report it)",
-            EXIT_INTERNAL,
-        )
+        return internal(e)
 
 
 def _unknown_arguments(parser: argparse.ArgumentParser, extra: list[str], note: str = "") -> None:
@@ -643,6 +656,14 @@ def main(argv=None) -> int:
         close = difflib.get_close_matches(argv[0], list(verbs), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         parser.error(f"unknown verb {argv[0]!r}; {hint}verbs: {', '.join(verbs)}")
+    if argv and argv[0] in verbs:
+        # Unknown flags first, with the closest real one, before argparse complains about a missing
+        # required flag that the unknown one was meant to be (`--out` for `--output-dir`).
+        known = {o for action in verbs[argv[0]]._actions for o in action.option_strings}
+        words = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+        unknown = [w for w in words if w.startswith("--") and w.split("=", 1)[0] not in known]
+        if unknown:
+            _unknown_arguments(verbs[argv[0]], unknown)
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
     verb_parser = verbs[args.verb]

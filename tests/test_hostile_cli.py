@@ -74,7 +74,7 @@ def test_abbreviations_are_refused_with_the_full_flag_suggested(tmp_path, capsys
     argv = [str(tmp_path / "x") if a == "X" else a for a in argv]
     code, _, err = run(argv, capsys)
     assert code == 2 and "Traceback" not in err
-    assert f"usage: physworld {argv[0]}" in err and suggestion in err
+    assert f"usage: physworld {argv[0]}" in err and f"did you mean {suggestion}" in err
     assert not (tmp_path / "x").exists()
 
 
@@ -342,6 +342,42 @@ def test_disk_full_during_generate_is_one_line_and_a_rerun_finishes_identically(
     assert run([*argv, "--output-dir", tmp_path / "full"], capsys)[0] == 0
     for name in ("manifest.json", "index.parquet"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """A real 128 KiB file system, where this process may mount one (root on Linux); else skip."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root; the simulated full-disk tests cover the logic")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_really_full_disk_during_generate_is_one_line_and_leaves_whole_shards(small_tmpfs, capsys):
+    import pyarrow.parquet as pq
+
+    out = small_tmpfs / "data"
+    argv = ["generate", "--output-dir", out, "--scenario-types", "pendulum", "billiards", "newtons_cradle"]
+    argv += ["--num-scenes-per-type", "8", "--frames-per-scene", "100", "--scenes-per-shard", "1"]
+    code, _, err = run([*argv, "--num-workers", "1", "--quiet"], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "disk full" in line and str(out) in line
+    assert no_temporaries(out)
+    shards = sorted((out / "shards").glob("*.parquet"))
+    assert shards and all(pq.read_table(p).num_rows == 1 for p in shards)  # each one whole
 
 
 def test_disk_full_keeps_the_previous_file_whole(tmp_path, capsys, monkeypatch):
@@ -659,3 +695,41 @@ def test_resuming_a_run_with_a_damaged_adapter_is_refused(adapter_checkpoint, tm
     with pytest.raises(CheckpointDamaged, match="sha256"):
         test_lm_lora.run(env, out, "--curriculum-stages", "1", "--max-steps", "2", "--quiet")
     assert (out / "config.yaml").read_bytes() == config_before
+
+
+# ---------------------------------------------------------------- exit statuses of the central handler
+
+
+def test_an_internal_error_is_one_line_with_its_own_exit_status(capsys, monkeypatch):
+    import physworld.worlds.registry as registry
+
+    def bug():
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(registry, "difficulty_docs", bug)
+    code, _, err = run(["list-scenarios"], capsys)
+    assert code == 3
+    line = one_line_error(err)
+    assert "internal error: ZeroDivisionError" in line and "PHYSWORLD_TRACEBACK=1" in line
+    monkeypatch.setenv("PHYSWORLD_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["list-scenarios"])
+
+
+def test_a_run_that_stopped_itself_exits_1_and_other_runtime_errors_are_internal(capsys, monkeypatch):
+    from physworld.recipes import physics_expert
+    from physworld.training.loop_utils import TooManyBadSteps
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("stopped after 10 non-finite steps in a row") from TooManyBadSteps("nan")
+
+    monkeypatch.setattr(physics_expert, "main", stopped)
+    code, _, err = run(["train", "physics-expert", "--config", PE_TINY], capsys)
+    assert code == 1 and "stopped: stopped after 10" in one_line_error(err)
+
+    def shape_bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(physics_expert, "main", shape_bug)
+    code, _, err = run(["train", "physics-expert", "--config", PE_TINY], capsys)
+    assert code == 3 and "internal error: RuntimeError" in one_line_error(err)
