@@ -733,3 +733,15 @@ def test_a_run_that_stopped_itself_exits_1_and_other_runtime_errors_are_internal
     monkeypatch.setattr(physics_expert, "main", shape_bug)
     code, _, err = run(["train", "physics-expert", "--config", PE_TINY], capsys)
     assert code == 3 and "internal error: RuntimeError" in one_line_error(err)
+
+
+def test_lm_lora_checks_every_curriculum_stage_before_training(adapter_checkpoint, tmp_path, capsys):
+    env, _, _ = adapter_checkpoint  # its data holds difficulties 1 and 2
+    out = tmp_path / "run"
+    argv = ["train", "lm-lora", "--config", ROOT / "configs" / "lm_lora" / "tiny.yaml"]
+    argv += ["--base-model", env["lfm2"], "--data-dir", env["data"], "--output-dir", out]
+    code, _, err = run([*argv, "--curriculum-stages", "3", "--quiet"], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "stage 3 (difficulty 3)" in line and "difficulties present: 1, 2" in line
+    assert not out.exists()

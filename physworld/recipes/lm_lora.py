@@ -254,6 +254,31 @@ def stage_difficulties(cfg: RecipeConfig) -> list[tuple[int, tuple[int, ...] | N
     return [(k, (k,)) for k in range(1, n + 1)]
 
 
+def check_stage_data(cfg: RecipeConfig, store: Dataset) -> None:
+    """Before anything trains: every curriculum stage has scenes of its difficulty among the requested
+    types (a later stage failing after hours of the earlier ones would waste them)."""
+    types = set(resolve_types(cfg.data.scenario_types))
+    index = store.index
+    present = {
+        d
+        for t, d in zip(
+            index.column("scenario_type").to_pylist(), index.column("difficulty").to_pylist(), strict=True
+        )
+        if t in types
+    }
+    missing = [
+        f"stage {stage} (difficulty {', '.join(map(str, diffs))})"
+        for stage, diffs in stage_difficulties(cfg)
+        if diffs is not None and not present & set(diffs)
+    ]
+    if missing:
+        have = ", ".join(map(str, sorted(present))) or "none"
+        raise LmLoraError(
+            f"{cfg.data.data_dir} has no scenes for curriculum {'; '.join(missing)} (difficulties present: "
+            f"{have}); generate scenes of that difficulty (--difficulty-range) or lower --curriculum-stages"
+        )
+
+
 def stage_steps(cfg: RecipeConfig, stage_index: int, num_examples: int, world: int) -> int:
     """Optimizer steps of one stage (see the module docstring)."""
     stages = len(stage_difficulties(cfg))
@@ -917,7 +942,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     # Checked before anything is written: the output path, the data, the model and a resumed run's
     # checkpoint, so a refused run leaves an existing run's config.yaml as it was.
     check_output_path(out, "--output-dir")
-    Dataset(cfg.data.data_dir)  # a missing or damaged dataset is refused now, naming it
+    check_stage_data(cfg, Dataset(cfg.data.data_dir))  # a missing dataset or difficulty is refused now
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
