@@ -110,8 +110,13 @@ def cmd_heldout_examples(args) -> int:
     from physworld.data.inspect import scene_summary
     from physworld.data.store import Dataset
     from physworld.fileio import atomic_write_bytes
-    from physworld.worlds.registry import resolve_types
+    from physworld.worlds.registry import DIFFICULTIES, resolve_types
 
+    lo, hi = args.difficulty_range
+    if not (lo in DIFFICULTIES and hi in DIFFICULTIES and lo <= hi):
+        raise UserError(
+            f"--difficulty-range {lo} {hi}: give MIN <= MAX, each in {DIFFICULTIES[0]}..{DIFFICULTIES[-1]}"
+        )
     types = resolve_types(args.scenario_types)
     chunks = []
     if args.data_dir:
@@ -122,7 +127,6 @@ def cmd_heldout_examples(args) -> int:
                 scene_summary(r, every=args.every) for r in itertools.islice(scenes, args.num_examples)
             ]
     else:
-        lo, hi = args.difficulty_range
         for t in types:
             for i in range(args.num_examples):
                 d = lo + i % (hi - lo + 1)

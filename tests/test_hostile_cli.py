@@ -123,6 +123,7 @@ def test_help_shows_defaults(capsys):
             "--rollout-frames must be at least 1",
         ),
         (["heldout-examples", "--output", "O", "--every", "0"], "--every must be at least 1"),
+        (["heldout-examples", "--output", "O", "--difficulty-range", "4", "2"], "--difficulty-range 4 2"),
     ],
 )
 def test_numbers_out_of_range_are_refused_naming_the_flag(tmp_path, capsys, argv, flag):
