@@ -557,6 +557,26 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}: {problem}"
 
 
+# Which pyproject extra installs a module that only an extra brings.
+EXTRA_OF_MODULE = {
+    "accelerate": "lm",
+    "transformers": "lm",
+    "peft": "lm",
+    "tokenizers": "lm",
+    "imageio_ffmpeg": "video",
+    "datasets": "hf",
+    "wandb": "wandb",
+}
+
+
+def _missing_module_hint(e: ModuleNotFoundError) -> str:
+    message = str(e)
+    extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+    if extra is None or "pip install" in message:
+        return message
+    return f"{message}: this needs the '{extra}' extra: pip install -e '.[{extra}]'"
+
+
 def _stopped_itself(e: BaseException) -> bool:
     """A training run that stopped on purpose (loop_utils.TooManyBadSteps, raised or as the cause)."""
     loop_utils = sys.modules.get("physworld.training.loop_utils")  # not imported: it cannot be that
@@ -588,7 +608,9 @@ def _guarded(verb: str, run) -> int:
         return run()
     except DamagedFile as e:
         return fail(f"error: {e}", EXIT_DAMAGE)
-    except (UserError, StoreError, ValueError, ModuleNotFoundError) as e:
+    except ModuleNotFoundError as e:
+        return fail(f"error: {_missing_module_hint(e)}", EXIT_USER)
+    except (UserError, StoreError, ValueError) as e:
         return fail(f"error: {e}", EXIT_USER)
     except OSError as e:
         return fail(f"error: {describe_os_error(e)}", EXIT_USER)

@@ -746,3 +746,14 @@ def test_lm_lora_checks_every_curriculum_stage_before_training(adapter_checkpoin
     line = one_line_error(err)
     assert "stage 3 (difficulty 3)" in line and "difficulties present: 1, 2" in line
     assert not out.exists()
+
+
+def test_a_missing_extra_names_the_extra(capsys, monkeypatch):
+    from physworld.recipes import physics_expert
+
+    def needs_accelerate(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'accelerate'", name="accelerate")
+
+    monkeypatch.setattr(physics_expert, "main", needs_accelerate)
+    code, _, err = run(["train", "physics-expert", "--config", PE_TINY], capsys)
+    assert code == 2 and "pip install -e '.[lm]'" in one_line_error(err)
