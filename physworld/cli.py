@@ -7,17 +7,22 @@ the library, and user mistakes come back as one line on stderr with exit status 
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import itertools
 import os
 import sys
 from pathlib import Path
 
-EXIT_DAMAGE = 1  # damage found (validate's findings, or damage met while reading a dataset)
-EXIT_INTERNAL_ERROR = 3  # validate itself failed: a bug, distinct from damage (1) and mistakes (2)
-
 
 class UserError(Exception):
     """A mistake in the command's input: printed as one line, exit status 2."""
+
+
+# Exit statuses: 0 done; 1 damage found (validate's findings, a damaged checkpoint or adapter) or a run
+# that stopped itself; 2 the input or the machine needs fixing (a wrong flag, an unusable path, a full
+# disk); 3 an internal error (a bug: one line, PHYSWORLD_TRACEBACK=1 shows where); 130 interrupted.
+EXIT_DAMAGE, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 
 
 # ---------------------------------------------------------------- verbs
@@ -152,30 +157,20 @@ def cmd_validate(args) -> int:
     from physworld.data.validate import format_report, validate
     from physworld.fileio import atomic_write_json
 
-    try:
-        report = validate(
-            args.data_dir,
-            check_physics=args.check_physics,
-            resimulate=args.resimulate,
-            sample_per_type=args.sample_per_type,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError):
-        raise  # user mistakes: exit 2
-    except Exception as e:  # damage is a finding; anything escaping validate is a bug in it
-        if os.environ.get("PHYSWORLD_DEBUG"):
-            raise
-        print(
-            f"physworld validate: internal error: {type(e).__name__}: {e}. This is a bug in physworld, "
-            "not a verdict on the dataset; please report it (PHYSWORLD_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL_ERROR
+    # Damage is a finding; anything escaping validate is a bug in it: main's guard prints it as an internal
+    # error, exit 3, never as a verdict on the dataset (1) or a mistake (2).
+    report = validate(
+        args.data_dir,
+        check_physics=args.check_physics,
+        resimulate=args.resimulate,
+        sample_per_type=args.sample_per_type,
+        progress=not args.quiet,
+    )
     print(format_report(report, verbose=args.verbose))
     if args.json:
         atomic_write_json(args.json, report.to_json())
         print(f"report -> {args.json}")
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_DAMAGE
 
 
 def cmd_heldout_examples(args) -> int:
@@ -183,10 +178,13 @@ def cmd_heldout_examples(args) -> int:
     from physworld.data.inspect import scene_summary
     from physworld.data.store import Dataset
     from physworld.fileio import atomic_write_bytes
-    from physworld.worlds.registry import resolve_types
+    from physworld.worlds.registry import DIFFICULTIES, resolve_types
 
-    if args.num_examples < 1:
-        raise UserError(f"--num-examples must be at least 1, got {args.num_examples}")
+    lo, hi = args.difficulty_range
+    if not (lo in DIFFICULTIES and hi in DIFFICULTIES and lo <= hi):
+        raise UserError(
+            f"--difficulty-range {lo} {hi}: give MIN <= MAX, each in {DIFFICULTIES[0]}..{DIFFICULTIES[-1]}"
+        )
     types = resolve_types(args.scenario_types)
     chunks = []
     if args.data_dir:
@@ -197,7 +195,6 @@ def cmd_heldout_examples(args) -> int:
                 scene_summary(r, every=args.every) for r in itertools.islice(scenes, args.num_examples)
             ]
     else:
-        lo, hi = args.difficulty_range
         for t in types:
             for i in range(args.num_examples):
                 d = lo + i % (hi - lo + 1)
@@ -217,8 +214,6 @@ def cmd_gallery(args) -> int:
 
     if args.difficulty not in DIFFICULTIES:
         raise UserError(f"--difficulty must be one of {DIFFICULTIES}, got {args.difficulty}")
-    if not args.fps > 0 or args.width < 16:
-        raise UserError("--fps must be positive and --width at least 16")
     paths = render_gallery(
         args.output_dir,
         resolve_types(args.scenario_types),
@@ -244,11 +239,13 @@ def cmd_train(args) -> int:
     import importlib
 
     recipe = importlib.import_module(_train_recipes()[args.recipe])
-    try:
-        summary = recipe.main(args.config, args.overrides, progress=not args.quiet)
-    except RuntimeError as e:  # the run stopped itself (e.g. too many non-finite steps); checkpoints are kept
-        print(f"physworld train {args.recipe}: stopped: {e}", file=sys.stderr)
-        return 1
+    summary = recipe.main(args.config, args.overrides, progress=not args.quiet)
+    if summary.get("reused"):
+        print(
+            f"nothing to train: {summary['output_dir']} holds this run, finished ({summary['steps']} steps); "
+            "nothing was rewritten. Delete it (or give a new train.output_dir) to train again"
+        )
+        return 0
     print(
         f"trained {summary['steps']} steps -> {summary['output_dir']} (latest checkpoint {summary['latest']})"
     )
@@ -257,9 +254,6 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from physworld.evaluation.evaluate import evaluate
-
-    if args.max_scenes_per_type < 1:
-        raise UserError(f"--max-scenes-per-type must be at least 1, got {args.max_scenes_per_type}")
     from physworld.evaluation.families import entry
 
     args.model = entry(args.model)["name"]  # aliases (scratch, finetune) name their family
@@ -370,6 +364,47 @@ def cmd_list_scenarios(args) -> int:
 
 # ---------------------------------------------------------------- parser
 
+# Upper bounds that keep a typo (an extra digit, 10**18) from planning for hours before saying anything.
+MAX_SCENES_PER_TYPE = 100_000
+MAX_FRAMES = 100_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with abbreviations off (`--out` is not taken for `--output-dir`), numeric bounds checked
+    after parsing with one line naming the flag, and output paths checked before any long work."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.bounds: dict[str, tuple] = {}
+        self.outputs: dict[str, tuple[str, bool]] = {}
+        self.set_defaults(_bounds=self.bounds, _outputs=self.outputs)
+
+    def add_argument(self, *flags, low=None, high=None, above=None, output=None, **kwargs):
+        """`low`/`high`: inclusive bounds, `above`: exclusive lower bound (for each value of nargs);
+        `output`: "dir" or "file", checked to be creatable before the verb runs."""
+        action = super().add_argument(*flags, **kwargs)
+        if low is not None or high is not None or above is not None:
+            self.bounds[action.dest] = (flags[0], low, high, above)
+        if output is not None:
+            self.outputs[action.dest] = (flags[0], output == "dir")
+        return action
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to every option's help that does not already say its default."""
+    for action in parser._actions:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            continue
+        if not action.option_strings:
+            continue
+        if action.help is argparse.SUPPRESS or "default" in (action.help or ""):
+            continue
+        default = action.default
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        action.help = f"{action.help or ''} (default: {str(default).replace('%', '%%')})".strip()
+
 
 def _model_choices() -> list[str]:
     from physworld.evaluation.families import model_choices
@@ -404,14 +439,25 @@ def _clip_flags(parser, prefix: str = "clip-") -> None:
 def build_parser() -> argparse.ArgumentParser:
     from physworld.data.generate import default_workers
 
-    parser = argparse.ArgumentParser(prog="physworld", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="physworld", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
 
     g = verbs.add_parser("generate", help="simulate scenes into a dataset")
     g.add_argument(
-        "--output-dir", required=True, type=Path, help="dataset directory (created; resumed if it exists)"
+        "--output-dir",
+        required=True,
+        type=Path,
+        output="dir",
+        help="dataset directory (created; resumed if it exists)",
     )
-    g.add_argument("--num-scenes-per-type", type=int, default=100)
+    g.add_argument(
+        "--num-scenes-per-type",
+        type=int,
+        default=100,
+        low=1,
+        high=MAX_SCENES_PER_TYPE,
+        help="scenes of each scenario type",
+    )
     g.add_argument(
         "--scenario-types",
         nargs="+",
@@ -420,14 +466,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="type names, categories, or all / seen / heldout (default: all 35)",
     )
     g.add_argument(
-        "--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)"
+        "--num-workers",
+        type=int,
+        default=default_workers(),
+        low=1,
+        high=1024,
+        help="parallel processes (default: CPU count)",
     )
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="base seed; each scene's seed derives from it")
     g.add_argument(
-        "--frames-per-scene", type=int, default=200, help="frames after the initial one (default: 200)"
+        "--frames-per-scene",
+        type=int,
+        default=200,
+        low=1,
+        high=MAX_FRAMES,
+        help="frames after the initial one (default: 200)",
     )
-    g.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
-    g.add_argument("--scenes-per-shard", type=int, default=64)
+    g.add_argument(
+        "--difficulty-range",
+        type=int,
+        nargs=2,
+        default=[1, 5],
+        metavar=("MIN", "MAX"),
+        help="difficulties cycle through this range",
+    )
+    g.add_argument(
+        "--scenes-per-shard",
+        type=int,
+        default=64,
+        low=1,
+        high=100_000,
+        help="scenes per Parquet shard (the unit of resuming)",
+    )
     g.add_argument(
         "--format",
         choices=["parquet", "jsonl"],
@@ -482,13 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
     cap.set_defaults(func=cmd_captions)
     i = verbs.add_parser("import-jsonl", help="read a dataset in guide 001's JSONL layout into the store")
     i.add_argument("--input-dir", required=True, type=Path)
-    i.add_argument("--output-dir", required=True, type=Path)
+    i.add_argument("--output-dir", required=True, type=Path, output="dir")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_import_jsonl)
 
     e = verbs.add_parser("export-jsonl", help="write a dataset out in guide 001's JSONL layout")
     e.add_argument("--data-dir", required=True, type=Path)
-    e.add_argument("--output-dir", required=True, type=Path)
+    e.add_argument("--output-dir", required=True, type=Path, output="dir")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_export_jsonl)
 
@@ -520,10 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-simulate scenes from their seed and compare bit for bit (default: a sample)",
     )
     v.add_argument(
-        "--sample-per-type", type=int, default=2, help="scenes per type re-simulated with --resimulate sample"
+        "--sample-per-type",
+        type=int,
+        default=2,
+        low=1,
+        high=MAX_SCENES_PER_TYPE,
+        help="scenes per type re-simulated with --resimulate sample",
     )
     v.add_argument("--verbose", action="store_true", help="list every scenario type, even clean ones")
-    v.add_argument("--json", type=Path, metavar="REPORT", help="also write the report as JSON")
+    v.add_argument("--json", type=Path, metavar="REPORT", output="file", help="also write the report as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_validate)
 
@@ -533,7 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", required=True, type=Path, help="a YAML preset, e.g. configs/physics_expert/tiny.yaml"
     )
     tr.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 data.batch_size=8"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="e.g. train.max_steps=100 data.batch_size=8 train.threads=2",
     )
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
@@ -550,10 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--checkpoint", required=True, type=Path)
     ev.add_argument("--val-dir", required=True, type=Path)
-    ev.add_argument("--output-dir", required=True, type=Path)
-    ev.add_argument("--context-frames", type=int, default=10)
-    ev.add_argument("--rollout-frames", type=int, default=20)
-    ev.add_argument("--max-scenes-per-type", type=int, default=100)
+    ev.add_argument("--output-dir", required=True, type=Path, output="dir")
+    ev.add_argument("--context-frames", type=int, default=10, low=1, high=MAX_FRAMES)
+    ev.add_argument("--rollout-frames", type=int, default=20, low=1, high=MAX_FRAMES)
+    ev.add_argument("--max-scenes-per-type", type=int, default=100, low=1, high=MAX_SCENES_PER_TYPE)
     ev.add_argument("--no-render", action="store_true", help="skip the comparison GIFs")
     ev.add_argument("--report", action="store_true", help="also write <output-dir>/report.html")
     ev.add_argument("--label", help="the model's name in reports")
@@ -565,52 +643,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rc.add_argument("--checkpoint", required=True, type=Path)
     rc.add_argument("--val-dir", required=True, type=Path)
-    rc.add_argument("--output-dir", required=True, type=Path)
+    rc.add_argument("--output-dir", required=True, type=Path, output="dir")
     rc.add_argument("--scenario-types", nargs="+", default=["heldout"], metavar="TYPE")
-    rc.add_argument("--num-scenes", type=int, default=5, help="per scenario type")
-    rc.add_argument("--context-frames", type=int, default=10)
-    rc.add_argument("--rollout-frames", type=int, default=20)
-    rc.add_argument("--fps", type=float, default=15)
+    rc.add_argument("--num-scenes", type=int, default=5, low=1, high=10_000, help="per scenario type")
+    rc.add_argument("--context-frames", type=int, default=10, low=1, high=MAX_FRAMES)
+    rc.add_argument("--rollout-frames", type=int, default=20, low=1, high=MAX_FRAMES)
+    rc.add_argument("--fps", type=float, default=15, above=0, high=1000)
     rc.set_defaults(func=cmd_render_comparison)
 
     rp = verbs.add_parser("report", help="one HTML page from one evaluation, or a leaderboard from several")
     rp.add_argument(
         "eval_dirs", nargs="+", type=Path, help="evaluation output directories (with metrics.json)"
     )
-    rp.add_argument("--output", required=True, type=Path)
+    rp.add_argument("--output", required=True, type=Path, output="file")
     rp.add_argument("--title")
     rp.set_defaults(func=cmd_report)
 
     qs = verbs.add_parser(
         "quickstart", help="small dataset -> PhysicsExpert -> evaluation -> report, in minutes"
     )
-    qs.add_argument("--output-dir", type=Path, default=Path("runs/quickstart"))
-    qs.add_argument("--seed", type=int, default=0)
+    qs.add_argument("--output-dir", type=Path, default=Path("runs/quickstart"), output="dir")
+    qs.add_argument("--seed", type=int, default=0, low=0, high=2**62)
     qs.add_argument("--quiet", action="store_true")
     qs.set_defaults(func=cmd_quickstart)
 
     gal = verbs.add_parser("gallery", help="one animated GIF per scenario type and a grid image of all")
-    gal.add_argument("--output-dir", required=True, type=Path)
+    gal.add_argument("--output-dir", required=True, type=Path, output="dir")
     gal.add_argument("--scenario-types", nargs="+", default=["all"], metavar="TYPE")
     gal.add_argument("--difficulty", type=int, default=3)
-    gal.add_argument("--fps", type=float, default=15)
+    gal.add_argument("--fps", type=float, default=15, above=0, high=1000)
     gal.add_argument("--seed", type=int, default=0)
-    gal.add_argument("--frames-per-scene", type=int, default=200)
-    gal.add_argument("--width", type=int, default=256, help="pixels; height keeps the world's 4:3")
+    gal.add_argument("--frames-per-scene", type=int, default=200, low=1, high=MAX_FRAMES)
+    gal.add_argument(
+        "--width", type=int, default=256, low=16, high=4096, help="pixels; height keeps the world's 4:3"
+    )
     gal.add_argument("--quiet", action="store_true")
     gal.set_defaults(func=cmd_gallery)
 
     h = verbs.add_parser("heldout-examples", help="readable text examples of scenes for manual inspection")
-    h.add_argument("--output", required=True, type=Path)
-    h.add_argument("--num-examples", type=int, default=3, help="per scenario type")
+    h.add_argument("--output", required=True, type=Path, output="file")
+    h.add_argument("--num-examples", type=int, default=3, low=1, high=10_000, help="per scenario type")
     h.add_argument("--scenario-types", nargs="+", default=["heldout"], metavar="TYPE")
     h.add_argument(
         "--data-dir", type=Path, help="take scenes from this dataset instead of simulating new ones"
     )
     h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--frames-per-scene", type=int, default=200)
+    h.add_argument("--frames-per-scene", type=int, default=200, low=1, high=MAX_FRAMES)
     h.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
-    h.add_argument("--every", type=int, default=20, help="print the state every this many frames")
+    h.add_argument("--every", type=int, default=20, low=1, help="print the state every this many frames")
     h.set_defaults(func=cmd_heldout_examples)
 
     from physworld.pipeline import add_arguments as add_pipeline_arguments
@@ -624,50 +704,192 @@ def build_parser() -> argparse.ArgumentParser:
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
     s.set_defaults(func=cmd_list_scenarios)
+
+    for verb_parser in verbs.choices.values():
+        _show_defaults(verb_parser)
     return parser
 
 
-def main(argv=None) -> int:
-    from physworld.data.store import DataDamageError, StoreError
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: the path, the problem in plain words, and the fix."""
+    path = e.filename if e.filename is not None else None
+    where = f"{path}" if path is not None else "a file"
+    if e.filename2 is not None:
+        where += f" -> {e.filename2}"
+    text = str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text:
+        return (
+            f"disk full: no space left on the device while writing {where}; free some space and rerun "
+            "the same command (what was finished is kept)"
+        )
+    if e.errno in (errno.ENOTDIR, errno.EEXIST) and path is not None and not Path(path).is_dir():
+        parent = next((p for p in Path(path).parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            return f"{where}: {parent} is a file, so nothing can be created under it; choose another path"
+        if Path(path).exists():
+            return f"{where}: is a file where a directory is needed; choose another path"
+    if e.errno == errno.EISDIR:
+        return f"{where}: is a directory where a file is needed; give a file name"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied; choose a location you can write to (or fix its permissions)"
+    if e.errno == errno.EROFS:
+        return f"{where}: read-only file system; choose another location"
+    if e.errno == errno.ENOENT:
+        return f"{where}: no such file or directory"
+    problem = e.strerror or text
+    return f"{where}: {problem}"
 
+
+# Which pyproject extra installs a module that only an extra brings.
+EXTRA_OF_MODULE = {
+    "accelerate": "lm",
+    "transformers": "lm",
+    "peft": "lm",
+    "tokenizers": "lm",
+    "imageio_ffmpeg": "video",
+    "datasets": "hf",
+    "wandb": "wandb",
+}
+
+
+def _missing_module_hint(e: ModuleNotFoundError) -> str:
+    message = str(e)
+    extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+    if extra is None or "pip install" in message:
+        return message
+    return f"{message}: this needs the '{extra}' extra: pip install -e '.[{extra}]'"
+
+
+def _stopped_itself(e: BaseException) -> bool:
+    """A training run that stopped on purpose (loop_utils.TooManyBadSteps, raised or as the cause)."""
+    loop_utils = sys.modules.get("physworld.training.loop_utils")  # not imported: it cannot be that
+    if loop_utils is None:
+        return False
+    return isinstance(e, loop_utils.TooManyBadSteps) or isinstance(e.__cause__, loop_utils.TooManyBadSteps)
+
+
+def _guarded(verb: str, run) -> int:
+    """Call `run()` and turn every failure into one line on stderr and an exit status, never a traceback
+    (set PHYSWORLD_TRACEBACK=1 to see one for an internal error)."""
+    from physworld.data.store import DataDamageError, StoreError
+    from physworld.fileio import DamagedFile
+
+    def fail(message: str, status: int) -> int:
+        print(f"physworld {verb}: {message}", file=sys.stderr)
+        return status
+
+    def internal(e: Exception) -> int:
+        if os.environ.get("PHYSWORLD_TRACEBACK"):
+            raise e
+        return fail(
+            f"internal error: {type(e).__name__}: {e} (a bug in physworld; rerun with PHYSWORLD_TRACEBACK=1 "
+            "to see where, and please report it)",
+            EXIT_INTERNAL,
+        )
+
+    try:
+        return run()
+    except (DamagedFile, DataDamageError) as e:  # damage met while reading a dataset or checkpoint
+        return fail(f"error: {e}", EXIT_DAMAGE)
+    except ModuleNotFoundError as e:
+        return fail(f"error: {_missing_module_hint(e)}", EXIT_USER)
+    except (UserError, StoreError, ValueError) as e:
+        return fail(f"error: {e}", EXIT_USER)
+    except OSError as e:
+        return fail(f"error: {describe_os_error(e)}", EXIT_USER)
+    except RuntimeError as e:
+        if _stopped_itself(e):  # too many non-finite steps in a row: the checkpoints are kept
+            return fail(f"stopped: {e}", EXIT_DAMAGE)
+        return internal(e)
+    except KeyboardInterrupt:
+        return fail("interrupted; rerun the same command to resume", 130)
+    except Exception as e:
+        return internal(e)
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, extra: list[str], note: str = "") -> None:
+    """Exit with the verb's usage and, for each unknown flag, the closest real one."""
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = []
+    for arg in extra:
+        if not arg.startswith("-"):
+            continue
+        name = arg.split("=", 1)[0]
+        close = [o for o in options if o.startswith(name)] or difflib.get_close_matches(
+            name, options, n=2, cutoff=0.5
+        )
+        if close:
+            hints.append(f"{name}: did you mean {' or '.join(close[:2])}?")
+    message = f"unrecognized arguments: {' '.join(extra)}{note}"
+    parser.error(message + ("; " + "; ".join(hints) if hints else ""))
+
+
+def _check_bounds(args) -> None:
+    for dest, (flag, low, high, above) in getattr(args, "_bounds", {}).items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is None:
+                continue
+            if above is not None and not v > above:
+                raise UserError(f"{flag} must be more than {above:g}, got {v:g}")
+            if low is not None and v < low:
+                raise UserError(f"{flag} must be at least {low}, got {v}")
+            if high is not None and v > high:
+                raise UserError(f"{flag} must be at most {high:,}, got {v:,}")
+
+
+def _check_outputs(args) -> None:
+    from physworld.fileio import check_output_path
+
+    for dest, (flag, is_dir) in getattr(args, "_outputs", {}).items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            check_output_path(value, flag, is_dir=is_dir)
+
+
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["train", "lm-lora"]:
         # The LoRA recipe takes guide 001's flags (--base-model, --data-dir, ...): it parses its own.
         from physworld.recipes import lm_lora
 
-        try:
+        def run_lm_lora() -> int:
             summary = lm_lora.main(argv[2:])
-        except ValueError as e:
-            print(f"physworld train lm-lora: error: {e}", file=sys.stderr)
-            return 2
-        except RuntimeError as e:
-            print(f"physworld train lm-lora: stopped: {e}", file=sys.stderr)
-            return 1
-        print(f"trained {summary['steps']} steps -> {summary['output_dir']}")
-        return 0
+            print(f"trained {summary['steps']} steps -> {summary['output_dir']}")
+            return 0
+
+        return _guarded("train lm-lora", run_lm_lora)
     parser = build_parser()
+    verbs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices
+    if argv and not argv[0].startswith("-") and argv[0] not in verbs:
+        close = difflib.get_close_matches(argv[0], list(verbs), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        parser.error(f"unknown verb {argv[0]!r}; {hint}verbs: {', '.join(verbs)}")
+    if argv and argv[0] in verbs:
+        # Unknown flags first, with the closest real one, before argparse complains about a missing
+        # required flag that the unknown one was meant to be (`--out` for `--output-dir`).
+        known = {o for action in verbs[argv[0]]._actions for o in action.option_strings}
+        words = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+        unknown = [w for w in words if w.startswith("--") and w.split("=", 1)[0] not in known]
+        if unknown:
+            _unknown_arguments(verbs[argv[0]], unknown)
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
+    verb_parser = verbs[args.verb]
     if args.verb in ("train", "pipeline"):
         bad = [a for a in extra if a.startswith("-") or "=" not in a]
         if bad:
-            parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
+            _unknown_arguments(verb_parser, bad, " (overrides are key=value)")
         args.overrides = extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if getattr(args, "num_workers", 1) < 1:
-        parser.error(f"--num-workers must be at least 1, got {args.num_workers}")
-    try:
+        _unknown_arguments(verb_parser, extra)
+
+    def run() -> int:
+        _check_bounds(args)
+        _check_outputs(args)
         return args.func(args)
-    except DataDamageError as e:
-        print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
-        return EXIT_DAMAGE
-    except (UserError, StoreError, ValueError, FileNotFoundError, ModuleNotFoundError) as e:
-        print(f"physworld {args.verb}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"physworld {args.verb}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+
+    return _guarded(args.verb, run)
 
 
 if __name__ == "__main__":

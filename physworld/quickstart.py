@@ -37,6 +37,7 @@ def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
     t0 = time.perf_counter()
     workers = default_workers()
     train_dir, val_dir = out / "data" / "train", out / "data" / "val"
+    data_reused = all((d / "manifest.json").exists() for d in (train_dir, val_dir))
     generate(
         GenerateConfig(
             scenario_types=("seen",),
@@ -86,9 +87,18 @@ def quickstart(output_dir, seed: int = 0, progress: bool = True) -> int:
     t_end = time.perf_counter()
     print()
     print(headline_table(metrics))
-    print(
-        f"\ndata {t_data - t0:.0f} s, training {t_train - t_data:.0f} s ({summary['steps']} steps), "
-        f"evaluation {t_end - t_train:.0f} s; total {t_end - t0:.0f} s"
-    )
+    print()
+    if data_reused:
+        print(f"data: reused the datasets in {out / 'data'}; delete them to generate again")
+    else:
+        print(f"data: generated in {t_data - t0:.0f} s -> {out / 'data'}")
+    if summary.get("reused"):
+        print(
+            f"training: reused the finished run in {out / 'model'} ({summary['steps']} steps); "
+            "delete it to retrain"
+        )
+    else:
+        print(f"training: {t_train - t_data:.0f} s ({summary['steps']} steps) -> {out / 'model'}")
+    print(f"evaluation: {t_end - t_train:.0f} s; total {t_end - t0:.0f} s")
     print(f"report: {report}")
     return 0

@@ -23,10 +23,18 @@ def test_scenario_table_matches_the_code(capsys):
     assert table_3d.count("\n| ") == len(SCENARIOS_3D)
 
 
-def test_readme_test_command_is_what_ci_runs():
+def test_readme_set_up_commands_are_what_ci_runs():
+    """.ci/run runs both of the README's set-up commands (each line after a `# --- the README's ...`
+    marker), each in its own fresh virtual environment."""
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert ci in readme, f"README must show CI's test command verbatim: {ci}"
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [lines[i + 1] for i, line in enumerate(lines) if line.startswith("# --- the README's")]
+    assert len(commands) == 2, "CI must run the README's test command and its main command"
+    test_command, main_command = commands
+    assert test_command in readme, f"README must show CI's test command verbatim: {test_command}"
+    assert main_command.startswith("pip install -e . && physworld quickstart"), main_command
+    assert "pip install -e . && physworld quickstart" in readme
+    assert lines.count("python3 -m venv --clear .venv") == 1 and any("venv-base" in line for line in lines)
 
 
 def test_every_benchmark_script_is_in_the_benchmark_document():

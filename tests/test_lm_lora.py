@@ -47,8 +47,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
+    return build_env(tmp_path_factory.mktemp("lm"))
+
+
+def build_env(root):
     """A tiny dataset (difficulties 1 and 2), a BPE tokenizer trained on it, a tiny LFM2 and GPT-2."""
-    root = tmp_path_factory.mktemp("lm")
     data = root / "data"
     generate(
         GenerateConfig(scenario_types=("pendulum", "billiards"), num_scenes_per_type=2, frames_per_scene=20),

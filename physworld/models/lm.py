@@ -18,6 +18,10 @@ from typing import Any
 import torch
 
 DEFAULT_BASE_MODEL = "LiquidAI/LFM2-350M"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# sha256 of each adapter file, written with the adapter and checked before it is loaded (peft's own files
+# carry no checksum: a flipped byte would otherwise load as other weights).
+ADAPTER_CHECKSUM_FILE = "adapter_checksum.json"
 STATE_FILE = "trainer_state.json"  # in every stage checkpoint directory: step, stage, settings (fingerprint)
 
 
@@ -120,6 +124,7 @@ def load_text_model(checkpoint):
             f"{path}: not an lm-lora checkpoint directory (no {STATE_FILE}); pass "
             "<output-dir>/stageK/checkpoint-N"
         )
+    verify_adapter(path)
     fingerprint = json.loads((path / STATE_FILE).read_text())["fingerprint"]
     base, _ = load_base_model(fingerprint["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -181,3 +186,41 @@ def load_predictor(checkpoint):
         )
 
     return rollout, info
+
+
+def verify_adapter(path: Path) -> None:
+    """Refuse a checkpoint directory whose adapter is missing or damaged, before anything loads it: the
+    files must match the sha256 sums written beside them; a checkpoint from before those sums must at
+    least hold a readable safetensors adapter (never a pickle, which nothing here would open anyway)."""
+    from safetensors import SafetensorError, safe_open
+
+    from physworld.fileio import sha256_file
+    from physworld.training.checkpoint import CheckpointDamaged
+
+    path = Path(path)
+    for name in ADAPTER_FILES:
+        if not (path / name).is_file():
+            raise CheckpointDamaged(f"{path}: {name} is missing; use another checkpoint of the run")
+    sums_path = path / ADAPTER_CHECKSUM_FILE
+    if sums_path.is_file():
+        try:
+            sums = json.loads(sums_path.read_text())
+            if not isinstance(sums, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointDamaged(
+                f"{sums_path}: damaged ({e}); use another checkpoint of the run"
+            ) from None
+        for name in ADAPTER_FILES:
+            if sums.get(name) != sha256_file(path / name):
+                raise CheckpointDamaged(
+                    f"{path / name}: does not match its sha256 in {ADAPTER_CHECKSUM_FILE} (the file is "
+                    "damaged); use another checkpoint of the run"
+                )
+    try:
+        with safe_open(str(path / "adapter_model.safetensors"), framework="pt", device="cpu") as f:
+            f.keys()
+    except SafetensorError as e:
+        raise CheckpointDamaged(
+            f"{path / 'adapter_model.safetensors'}: not a readable safetensors file (truncated or damaged): {e}"
+        ) from None

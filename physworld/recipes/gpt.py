@@ -28,10 +28,21 @@ import torch
 
 from physworld.data import text, windows
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
-from physworld.models.gpt import GPT, GPTConfig
-from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
-from physworld.training.common import OptimConfig, TrainConfig, stage_plan
+from physworld.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_path,
+    remove_stale_temporaries,
+)
+from physworld.models.gpt import GPT, PRESETS, GPTConfig
+from physworld.training.checkpoint import CheckpointManager, check_resume, restore
+from physworld.training.common import (
+    OptimConfig,
+    TrainConfig,
+    check_schedule,
+    check_stages,
+    stage_plan,
+)
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
     NonFiniteGuard,
@@ -86,9 +97,27 @@ class RecipeConfig:
     def validate(self):
         if self.data.fmt not in text.FORMATS:
             raise ValueError(f"data.fmt must be one of {text.FORMATS}, got {self.data.fmt!r}")
-        if self.data.context_frames < 1 or self.data.stride < 1 or self.data.batch_size < 1:
-            raise ValueError("data.context_frames, data.stride and data.batch_size must be at least 1")
+        for name in ("context_frames", "stride", "batch_size", "val_examples"):
+            if getattr(self.data, name) < 1:
+                raise ValueError(f"data.{name} must be at least 1, got {getattr(self.data, name)}")
         resolve_types(self.data.scenario_types)
+        m = self.model
+        if m.preset not in PRESETS:
+            raise ValueError(f"model.preset must be one of {', '.join(PRESETS)}, got {m.preset!r}")
+        for name in ("block_size", "n_layer", "n_head", "n_embd", "mup_base_width"):
+            value = getattr(m, name)
+            if value is not None and value < 1:
+                raise ValueError(f"model.{name} must be at least 1, got {value}")
+        if not 0 <= m.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}")
+        for name in ("init_std", "attn_mult", "output_mult"):
+            if not getattr(m, name) > 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(m, name)}")
+        try:
+            gpt_config(m, text.CharTokenizer().vocab_size)
+        except (ValueError, AssertionError) as e:  # e.g. n_embd not a multiple of n_head
+            raise ValueError(f"model: {e}") from None
+        check_schedule(self.optim, self.train)
 
 
 def gpt_config(cfg: ModelConfig, vocab_size: int) -> GPTConfig:
@@ -221,9 +250,10 @@ class Examples:
 
 
 def train(cfg: RecipeConfig, progress: bool = True) -> dict:
+    # Everything that can refuse the run is checked before the run's directory is written to, so a
+    # refused or finished run leaves an existing run's config.yaml and summary.json as they were.
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    check_output_path(out, "train.output_dir")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -238,12 +268,19 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         stride=cfg.data.stride,
         progress=progress,
     )
+    train_manifest = Dataset(cfg.data.train_dir).manifest
     prepared = prepare_examples(cfg.data.train_dir, **prep)
     train_types = [
-        t
-        for t in resolve_types(cfg.data.scenario_types)
-        if t in Dataset(cfg.data.train_dir).manifest["scenes_per_type"]
+        t for t in resolve_types(cfg.data.scenario_types) if t in train_manifest["scenes_per_type"]
     ]
+    plan = stage_plan(cfg.train)
+    check_stages(
+        plan,
+        lambda difficulties: len(Examples(prepared, tokenizer, difficulties)),
+        cfg.data.batch_size,
+        cfg.data.train_dir,
+        unit="examples",
+    )
     val = None
     if cfg.data.val_dir:
         val = Examples(
@@ -260,7 +297,6 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         weight_decay=cfg.optim.weight_decay, lr=cfg.optim.lr, betas=(0.9, 0.95)
     )
     ckpts = CheckpointManager(out / "checkpoints")
-    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     run_info = {
         "recipe": "gpt",
         "model_config": dataclasses.asdict(model_config),
@@ -269,14 +305,34 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "context_frames": cfg.data.context_frames,
         "train_dir": str(cfg.data.train_dir),
         "train_scenario_types": train_types,
+        "train_manifest_shards": [s["sha256"] for s in train_manifest["shards"]],
     }
 
     step, stage_index, position, best = 0, 0, {"epoch": 0, "sample": 0}, float("inf")
-    latest = ckpts.latest_path()
-    if latest is not None:
-        meta = restore(load_checkpoint(latest), model, optimizer, rng=True)
+    identity = {
+        k: run_info[k]
+        for k in ("model_config", "fmt", "context_frames", "train_scenario_types", "train_manifest_shards")
+    }
+    resumed = check_resume(ckpts.directory, "gpt", identity, out)
+    latest = None if resumed is None else resumed.path
+    if resumed is not None:
+        meta = restore(resumed, model, optimizer, rng=True)
         state = meta["extra"]["train_state"]
         step, stage_index, position, best = state["step"], state["stage"], state["position"], state["best"]
+        if stage_index >= len(plan):  # finished: nothing to train, nothing rewritten
+            summary = {
+                "steps": step,
+                "best_val_loss": best if val is not None else None,
+                "output_dir": str(out),
+                "latest": str(latest),
+                "prepared": str(prepared),
+            }
+            if not (out / "summary.json").exists():  # killed between the last checkpoint and the summary
+                atomic_write_json(out / "summary.json", summary)
+            return dict(summary, reused=True)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     logger = MetricLogger(
         out,
         tensorboard=cfg.train.tensorboard,
@@ -285,7 +341,6 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         resume_step=step if latest is not None else None,
     )
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
-    plan = stage_plan(cfg.train)
 
     def save(kind, name=None, metric=None):
         extra = dict(

@@ -82,20 +82,23 @@ from torch.utils.data import DataLoader
 
 import physworld
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_json, fsync_dir
+from physworld.fileio import atomic_write_json, check_output_path, fsync_dir, sha256_file
 
 # The base model loader, the checkpoint layout and the errors are the model side's (models/lm.py, which
 # evaluation uses too); the recipe takes them from there.
 from physworld.models.lm import (  # noqa: F401  (DEFAULT_BASE_MODEL, _looks_like_path: used by tests/docs)
+    ADAPTER_CHECKSUM_FILE,
+    ADAPTER_FILES,
     DEFAULT_BASE_MODEL,
     STATE_FILE,
     BaseModelError,
     LmLoraError,
     _looks_like_path,
     load_base_model,
+    verify_adapter,
 )
 from physworld.models.lm import token_ids as _ids
-from physworld.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from physworld.training.checkpoint import CheckpointDamaged, load_checkpoint, restore, save_checkpoint
 from physworld.training.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
     NonFiniteGuard,
@@ -126,7 +129,6 @@ TARGET_MODULES: dict[str, tuple[str, ...]] = {
 FAN_IN_FAN_OUT = {"gpt2"}  # architectures whose linear layers store weights transposed (Conv1D)
 
 OPTIMIZER_FILE = "optimizer.safetensors"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 IGNORE = -100
 
 
@@ -250,6 +252,31 @@ def stage_difficulties(cfg: RecipeConfig) -> list[tuple[int, tuple[int, ...] | N
     if n == 0:
         return [(0, None)]
     return [(k, (k,)) for k in range(1, n + 1)]
+
+
+def check_stage_data(cfg: RecipeConfig, store: Dataset) -> None:
+    """Before anything trains: every curriculum stage has scenes of its difficulty among the requested
+    types (a later stage failing after hours of the earlier ones would waste them)."""
+    types = set(resolve_types(cfg.data.scenario_types))
+    index = store.index
+    present = {
+        d
+        for t, d in zip(
+            index.column("scenario_type").to_pylist(), index.column("difficulty").to_pylist(), strict=True
+        )
+        if t in types
+    }
+    missing = [
+        f"stage {stage} (difficulty {', '.join(map(str, diffs))})"
+        for stage, diffs in stage_difficulties(cfg)
+        if diffs is not None and not present & set(diffs)
+    ]
+    if missing:
+        have = ", ".join(map(str, sorted(present))) or "none"
+        raise LmLoraError(
+            f"{cfg.data.data_dir} has no scenes for curriculum {'; '.join(missing)} (difficulties present: "
+            f"{have}); generate scenes of that difficulty (--difficulty-range) or lower --curriculum-stages"
+        )
 
 
 def stage_steps(cfg: RecipeConfig, stage_index: int, num_examples: int, world: int) -> int:
@@ -687,6 +714,9 @@ def save_lm_checkpoint(
     try:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(
+            tmp / ADAPTER_CHECKSUM_FILE, {name: sha256_file(tmp / name) for name in ADAPTER_FILES}
+        )
         save_checkpoint(tmp / OPTIMIZER_FILE, torch.nn.Module(), optimizer, rng=True, step=step)
         atomic_write_json(tmp / STATE_FILE, state)
         for f in tmp.iterdir():
@@ -782,6 +812,7 @@ def load_adapter_weights(model: torch.nn.Module, path: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    verify_adapter(path)
     weights = load_file(str(path / "adapter_model.safetensors"))
     result = set_peft_model_state_dict(model, weights)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
@@ -803,10 +834,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     out = Path(cfg.train.output_dir)
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        _remove_stale_temporaries(out)
+    # Checked before anything is written: the output path, the data, the model and a resumed run's
+    # checkpoint, so a refused run leaves an existing run's config.yaml as it was.
+    check_output_path(out, "--output-dir")
+    check_stage_data(cfg, Dataset(cfg.data.data_dir))  # a missing dataset or difficulty is refused now
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -839,8 +870,15 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
     latest = latest_checkpoint(out)
     if latest is not None:
-        state = json.loads((latest / STATE_FILE).read_text())
+        try:
+            state = json.loads((latest / STATE_FILE).read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointDamaged(
+                f"{latest / STATE_FILE}: damaged ({e}); delete {latest} to resume from the one before"
+            ) from None
         _check_fingerprint(state["fingerprint"], fingerprint, latest)
+        for _, earlier in list_checkpoints(out):  # every adapter the run's evaluation may load
+            verify_adapter(earlier)
         load_adapter_weights(unwrapped, latest)
         restore(load_checkpoint(latest / OPTIMIZER_FILE), None, optimizer, rng=True)
         step, stage_index, stage_step = state["global_step"], state["stage_index"], state["stage_step"]
@@ -848,6 +886,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         guard.load_state_dict(state["guard"])
         if state["stage_complete"]:
             stage_index, stage_step, position = stage_index + 1, 0, {"epoch": 0, "sample": 0}
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _remove_stale_temporaries(out)
     logger = None
     if main_process:
         logger = MetricLogger(
@@ -1054,7 +1096,9 @@ FLAGS = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m physworld.recipes.lm_lora",
+        prog="physworld train lm-lora",
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="LoRA fine-tuning of a pretrained causal LM on physics as text (see the module docstring). "
         "Precedence: --config file < flags < key=value overrides (e.g. optim.warmup_ratio=0.05).",
     )

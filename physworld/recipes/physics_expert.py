@@ -29,10 +29,16 @@ from torch.utils.data import DataLoader
 
 from physworld.data import windows
 from physworld.data.store import Dataset
-from physworld.fileio import atomic_write_json, remove_stale_temporaries
+from physworld.fileio import atomic_write_json, check_output_path, remove_stale_temporaries
 from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
-from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
-from physworld.training.common import OptimConfig, TrainConfig, stage_plan
+from physworld.training.checkpoint import CheckpointManager, check_resume, restore
+from physworld.training.common import (
+    OptimConfig,
+    TrainConfig,
+    check_schedule,
+    check_stages,
+    stage_plan,
+)
 from physworld.training.config import config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
     NonFiniteGuard,
@@ -70,8 +76,22 @@ class RecipeConfig:
     def validate(self):
         for name in ("batch_size", "val_windows"):
             if getattr(self.data, name) < 1:
-                raise ValueError(f"data.{name} must be at least 1")
+                raise ValueError(f"data.{name} must be at least 1, got {getattr(self.data, name)}")
+        if self.data.num_workers < 0:
+            raise ValueError(f"data.num_workers must be at least 0, got {self.data.num_workers}")
         resolve_types(self.data.scenario_types)  # unknown names fail here, listing the valid ones
+        m = self.model
+        for name, least in (("history", 1), ("hidden", 1), ("mlp_layers", 0), ("message_passing_steps", 0)):
+            if getattr(m, name) < least:
+                raise ValueError(f"model.{name} must be at least {least}, got {getattr(m, name)}")
+        for name in ("connectivity_radius", "static_radius", "length_scale"):
+            if not getattr(m, name) > 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(m, name)}")
+        if not m.noise_std >= 0:
+            raise ValueError(f"model.noise_std must be at least 0, got {m.noise_std}")
+        if not 0 <= m.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}")
+        check_schedule(self.optim, self.train)
 
 
 # ---------------------------------------------------------------- data
@@ -156,17 +176,29 @@ def _dataset_types(data_dir, requested) -> list[str]:
 
 
 def train(cfg: RecipeConfig, progress: bool = True) -> dict:
+    # Everything that can refuse the run is checked before the run's directory is written to, so a
+    # refused or finished run leaves an existing run's config.yaml and summary.json as they were.
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    check_output_path(out, "train.output_dir")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     set_deterministic(cfg.train.deterministic)
 
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
-    prepared = windows.prepare(cfg.data.train_dir, progress=progress)
     train_types = _dataset_types(cfg.data.train_dir, cfg.data.scenario_types)
+    prepared = windows.prepare(cfg.data.train_dir, progress=progress)
+    plan = stage_plan(cfg.train)
+    check_stages(
+        plan,
+        lambda difficulties: len(
+            windows.WindowDataset(
+                prepared, history=cfg.model.history, scenario_types=train_types, difficulties=difficulties
+            )
+        ),
+        cfg.data.batch_size,
+        cfg.data.train_dir,
+    )
     stats = windows.load_stats(prepared)
     val_batches = validation_batches(cfg, cfg.model.history)
 
@@ -174,7 +206,6 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     noise_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     ckpts = CheckpointManager(out / "checkpoints")
-    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     run_info = {
         "recipe": "physics-expert",
         "model_config": config_to_dict(cfg.model),
@@ -186,13 +217,26 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     step, stage_index = 0, 0
     position = {"epoch": 0, "sample": 0}
     best = float("inf")
-    latest = ckpts.latest_path()
-    if latest is not None:
-        meta = restore(
-            load_checkpoint(latest), model, optimizer, rng=True, extra_generators={"noise": noise_gen}
-        )
+    identity = {k: run_info[k] for k in ("model_config", "train_scenario_types", "train_manifest_shards")}
+    resumed = check_resume(ckpts.directory, "physics-expert", identity, out)
+    latest = None if resumed is None else resumed.path
+    if resumed is not None:
+        meta = restore(resumed, model, optimizer, rng=True, extra_generators={"noise": noise_gen})
         state = meta["extra"]["train_state"]
         step, stage_index, position, best = state["step"], state["stage"], state["position"], state["best"]
+        if stage_index >= len(plan):  # finished: nothing to train, nothing rewritten
+            summary = {
+                "steps": step,
+                "best_val_loss": best if val_batches else None,
+                "output_dir": str(out),
+                "latest": str(latest),
+            }
+            if not (out / "summary.json").exists():  # killed between the last checkpoint and the summary
+                atomic_write_json(out / "summary.json", summary)
+            return dict(summary, reused=True)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     logger = MetricLogger(
         out,
         tensorboard=cfg.train.tensorboard,
@@ -201,7 +245,6 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         resume_step=step if latest is not None else None,
     )
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
-    plan = stage_plan(cfg.train)
 
     def save(kind: str, name: str | None = None, metric: float | None = None):
         extra = dict(

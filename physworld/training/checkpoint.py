@@ -45,26 +45,34 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from physworld.fileio import atomic_write
+from physworld.fileio import DamagedFile, atomic_write
 from physworld.training.config import config_to_dict
 
 __all__ = [
     "Checkpoint",
+    "CheckpointDamaged",
     "CheckpointError",
     "CheckpointManager",
     "load_checkpoint",
     "restore",
     "save_checkpoint",
+    "verify_checkpoints",
 ]
 
 FORMAT = "physworld-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "physworld.meta"
+META_CRC_KEY = "physworld.meta_crc32"  # CRC-32 of the META_KEY string: the header is checked too
 SUFFIX = ".safetensors"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged, or does not fit the model/optimizer it is restored into."""
+
+
+class CheckpointDamaged(CheckpointError, DamagedFile):
+    """A checkpoint's bytes are damaged (truncated, a checksum mismatch, unreadable metadata): damage
+    found, not a mistake in the command (the CLI exits 1 for it, 2 for other CheckpointErrors)."""
 
 
 # ---------------------------------------------------------------- JSON <-> objects with tensors
@@ -235,7 +243,8 @@ def _build_payload(
     meta.update(meta_updates or {})
     tensors = _unshare(tensors)
     meta["tensor_crc32"] = _crc32(tensors)
-    return tensors, {"format": "pt", META_KEY: json.dumps(meta)}
+    text = json.dumps(meta)
+    return tensors, {"format": "pt", META_KEY: text, META_CRC_KEY: str(zlib.crc32(text.encode()))}
 
 
 def save_checkpoint(
@@ -262,7 +271,19 @@ def save_checkpoint(
     tensors, metadata = _build_payload(
         model, optimizer, scheduler_state, extra, rng, step, config, extra_generators, _meta_updates
     )
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return atomic_write(path, lambda tmp: _save_file(tensors, tmp, metadata))
+
+
+def _save_file(tensors: dict[str, torch.Tensor], tmp: str, metadata: dict[str, str]) -> None:
+    """safetensors' save_file, its I/O failures (a full disk) raised as the OSError they are."""
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"code: (\d+)", str(e))
+        if code is None:
+            raise
+        errno_ = int(code.group(1))
+        raise OSError(errno_, os.strerror(errno_), tmp) from e
 
 
 # ---------------------------------------------------------------- load / restore
@@ -305,8 +326,8 @@ def _open(path: Path, read_tensors: bool) -> tuple[dict[str, torch.Tensor], dict
                 for key in f.keys():  # safe_open is not a Mapping
                     tensors[key] = f.get_tensor(key)
     except SafetensorError as e:
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file (truncated or corrupt?): {e}; "
+        raise CheckpointDamaged(
+            f"{path}: not a readable safetensors file (truncated or damaged): {e}; "
             "use an earlier checkpoint or start the run again"
         ) from None
     except OSError as e:
@@ -316,10 +337,17 @@ def _open(path: Path, read_tensors: bool) -> tuple[dict[str, torch.Tensor], dict
             f"{path}: a safetensors file without physworld metadata; it holds weights only "
             "(read it with safetensors.torch.load_file)"
         )
+    if META_CRC_KEY in header and header[META_CRC_KEY] != str(zlib.crc32(header[META_KEY].encode())):
+        raise CheckpointDamaged(
+            f"{path}: checkpoint metadata does not match its checksum (the file is damaged); "
+            "use an earlier checkpoint or start the run again"
+        )
     try:
         meta = json.loads(header[META_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: damaged checkpoint metadata: {e}") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
+    except ValueError as e:
+        raise CheckpointDamaged(f"{path}: damaged checkpoint metadata: {e}") from None
     if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {meta.get('format')!r} v{meta.get('format_version')} is not "
@@ -337,15 +365,28 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> Checkpoint:
     path = Path(path)
     tensors, meta = _open(path, read_tensors=True)
     if verify and "tensor_crc32" in meta and _crc32(tensors) != meta["tensor_crc32"]:
-        raise CheckpointError(
+        raise CheckpointDamaged(
             f"{path}: tensor data does not match its checksum (the file is damaged); "
             "use an earlier checkpoint or start the run again"
         )
     try:
         decoded = _decode(meta, tensors)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: damaged checkpoint metadata: {e!r}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise CheckpointDamaged(f"{path}: damaged checkpoint metadata: {e!r}") from None
     return Checkpoint(path=path, tensors=tensors, meta=decoded)
+
+
+def verify_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Read every checkpoint in `directory` in full and check its checksums; a resumed run calls this so a
+    damaged `best` or stage file is refused at the start, not found by the evaluation afterwards.
+    Returns the files checked; raises CheckpointDamaged naming the first damaged one."""
+    checked = []
+    for path in sorted(Path(directory).glob(f"*{SUFFIX}")):
+        if path.name.startswith("."):  # a killed writer's temporary, never renamed into place
+            continue
+        load_checkpoint(path)
+        checked.append(path)
+    return checked
 
 
 def restore(
@@ -387,7 +428,14 @@ def restore(
         if meta.get("rng") is None:
             warnings.warn(f"{path}: saved without RNG states; random streams not restored", stacklevel=2)
         else:
-            _set_rng_state(meta["rng"], extra_generators, path)
+            try:
+                _set_rng_state(meta["rng"], extra_generators, path)
+            except CheckpointError:
+                raise
+            except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as e:
+                # Values a checksum-less (older) file could carry after a bit flip: the states are
+                # refused as a whole rather than half restored.
+                raise CheckpointDamaged(f"{path}: damaged RNG state in the metadata: {e!r}") from None
     return meta
 
 
@@ -472,3 +520,34 @@ def load_run(path, recipe: str) -> tuple[Checkpoint, dict]:
     if info.get("recipe") != recipe:
         raise CheckpointError(f"{path}: not a {recipe} checkpoint (it was written by {info.get('recipe')!r})")
     return ckpt, info
+
+
+def check_resume(directory, recipe: str, identity: Mapping[str, Any], output_dir) -> Checkpoint | None:
+    """Before a recipe writes anything into `output_dir`: verify every checkpoint in `directory` (a damaged
+    `best` or stage file is refused now, not found by the evaluation afterwards), and check that `latest`
+    was written by `recipe` for the same `identity` (model, data: each key the checkpoint's `extra`
+    holds too must be equal). Returns the loaded `latest`, or None for a new run."""
+    directory = Path(directory)
+    latest = directory / f"latest{SUFFIX}"
+    if not latest.is_file():
+        return None
+    verify_checkpoints(directory)
+    ckpt = load_checkpoint(latest)
+    saved = ckpt.meta.get("extra") or {}
+    if saved.get("recipe") != recipe:
+        raise CheckpointError(
+            f"{output_dir} holds a {saved.get('recipe')!r} run, not {recipe!r}; use another train.output_dir"
+        )
+    differ = [key for key, value in identity.items() if key in saved and saved[key] != _plain(value)]
+    if differ:
+        raise CheckpointError(
+            f"{output_dir} holds a run with other {' and '.join(differ)} (it was trained from "
+            f"{saved.get('train_dir')}); nothing was written: use a new train.output_dir, or delete "
+            f"{output_dir} to train again"
+        )
+    return ckpt
+
+
+def _plain(value: Any) -> Any:
+    """`value` as it reads back from checkpoint metadata (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(config_to_dict(value)))

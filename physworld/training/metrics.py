@@ -179,8 +179,11 @@ class MetricLogger:
         record = {"step": step}
         for name, value in scalars.items():
             record[name] = _scalar(name, value)
-        self._file.write(json.dumps(record, allow_nan=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record, allow_nan=False) + "\n")
+            self._file.flush()
+        except OSError as e:  # a full disk: say which file (a torn last line is ignored on reading)
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from e
         numbers = {
             k: v
             for k, v in record.items()
