@@ -56,7 +56,12 @@ def cmd_generate(args) -> int:
         scenes_per_shard=args.scenes_per_shard,
     )
     manifest = generate(
-        config, args.output_dir, num_workers=args.num_workers, progress=not args.quiet, fmt=args.format
+        config,
+        args.output_dir,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+        fmt=args.format,
+        ray_address=args.ray,
     )
     if args.format == "jsonl":
         print(
@@ -79,7 +84,12 @@ def _render_clips(data_dir, clip_config, clips_dir, args) -> tuple:
 
     clips_dir = clips_dir or Path(data_dir) / DEFAULT_SUBDIR
     manifest = render_clips(
-        data_dir, clip_config, clips_dir, num_workers=args.num_workers, progress=not args.quiet
+        data_dir,
+        clip_config,
+        clips_dir,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+        ray_address=args.ray,
     )
     return manifest, clips_dir
 
@@ -282,6 +292,18 @@ def cmd_evaluate(args) -> int:
         path = write_report([args.output_dir], args.output_dir / "report.html")
         print(f"report -> {path}")
     print(f"metrics -> {args.output_dir / 'metrics.json'}")
+    from physworld.export.card import find_run_dir, write_card
+
+    run_dir = find_run_dir(args.checkpoint)
+    if run_dir is not None:  # the run's model card now carries these metrics beside the baselines
+        print(f"model card -> {write_card(run_dir, args.output_dir)}")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from physworld.export.card import write_card
+
+    print(f"model card -> {write_card(args.run_dir, args.eval_dir)}")
     return 0
 
 
@@ -392,6 +414,15 @@ def _clip_flags(parser, prefix: str = "clip-") -> None:
     )
 
 
+def _ray_flag(parser) -> None:
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the shards as Ray tasks: auto (the cluster `ray start` made, or RAY_ADDRESS), HOST:PORT "
+        "of a head, or local (a one-machine cluster of --num-workers CPUs); same bytes as a local run",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from physworld.data.generate import default_workers
 
@@ -432,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _clip_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_flag(g)
     g.set_defaults(func=cmd_generate)
 
     rcl = verbs.add_parser(
@@ -445,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)"
     )
     rcl.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_flag(rcl)
     rcl.set_defaults(func=cmd_render_clips)
 
     pcl = verbs.add_parser(
@@ -603,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--difficulty-range", type=int, nargs=2, default=[1, 5], metavar=("MIN", "MAX"))
     h.add_argument("--every", type=int, default=20, help="print the state every this many frames")
     h.set_defaults(func=cmd_heldout_examples)
+
+    cd = verbs.add_parser("card", help="write a training run's model card (README.md) from its files")
+    cd.add_argument("--run-dir", required=True, type=Path, help="the directory `physworld train` wrote")
+    cd.add_argument("--eval-dir", type=Path, help="an evaluation of it (`physworld evaluate --output-dir`)")
+    cd.set_defaults(func=cmd_card)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
