@@ -300,6 +300,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from physworld.export.hub import push
+
+    url = push(args.path, args.repo_id, repo_type=args.type, private=args.private)
+    print(f"pushed {args.path} -> {url}")
+    return 0
+
+
 def cmd_card(args) -> int:
     from physworld.export.card import write_card
 
@@ -641,6 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--run-dir", required=True, type=Path, help="the directory `physworld train` wrote")
     cd.add_argument("--eval-dir", type=Path, help="an evaluation of it (`physworld evaluate --output-dir`)")
     cd.set_defaults(func=cmd_card)
+
+    pu = verbs.add_parser("push", help="upload a dataset or a training run to a Hugging Face Hub repository")
+    pu.add_argument("--repo-id", required=True, help="USER/NAME (created if missing)")
+    pu.add_argument(
+        "--path", required=True, type=Path, help="a dataset directory or a training run directory"
+    )
+    pu.add_argument("--type", choices=["model", "dataset"], default="model")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
+    pu.set_defaults(func=cmd_push)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
