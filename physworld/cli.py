@@ -308,6 +308,28 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from physworld.training.sweep import sweep
+
+    summary = sweep(
+        args.recipe,
+        args.config,
+        args.space,
+        args.trials,
+        args.study_dir,
+        overrides=args.overrides,
+        parallel=args.parallel,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"{summary['complete']} complete, {summary['pruned']} pruned of {summary['trials']} trials; best "
+        f"{summary['best_value']} with {summary['best_params']} ({summary['best_output_dir']}) -> "
+        f"{summary['study_dir']}/results.md, sweep.png"
+    )
+    return 0
+
+
 def cmd_card(args) -> int:
     from physworld.export.card import write_card
 
@@ -659,6 +681,20 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--private", action="store_true", help="create the repository private")
     pu.set_defaults(func=cmd_push)
 
+    sw = verbs.add_parser(
+        "sweep",
+        help="hyperparameter search over a recipe with Optuna (key=value overrides fix other settings)",
+    )
+    sw.add_argument("--recipe", required=True, help="a `physworld train` recipe, e.g. physics-expert")
+    sw.add_argument("--config", required=True, type=Path, help="the recipe's YAML config")
+    sw.add_argument("--space", required=True, type=Path, help="the search space, W&B sweep YAML")
+    sw.add_argument("--trials", type=int, default=10, help="finished trials the study should hold")
+    sw.add_argument("--study-dir", type=Path, default=Path("runs/sweep"), help="study.db, trials, results")
+    sw.add_argument("--parallel", type=int, default=1, help="trials at once (processes)")
+    sw.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
     s.set_defaults(func=cmd_list_scenarios)
@@ -686,7 +722,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
-    if args.verb == "train":
+    if args.verb in ("train", "sweep"):
         bad = [a for a in extra if a.startswith("-") or "=" not in a]
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are key=value)")
