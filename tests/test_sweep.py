@@ -120,3 +120,50 @@ def test_a_setup_mistake_stops_the_sweep_in_one_line(data, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trial 0 failed" in err and "no_such_key" in err, err
+
+
+class _PruningTrial:
+    """An Optuna trial stand-in whose pruner stops it at the first reported value."""
+
+    number = 0
+
+    def __init__(self):
+        self.reported, self.attrs = [], {}
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def should_prune(self):
+        return True
+
+    def set_user_attr(self, key, value):
+        self.attrs[key] = value
+
+
+def test_a_pruned_trial_stops_its_training_process_at_the_first_evaluation(data, tmp_path):
+    from physworld.training.metrics import read_metrics
+    from physworld.training.sweep import run_trial
+
+    settings = {
+        "recipe": "physics-expert",
+        "config": str(TINY),
+        "study_dir": str(tmp_path),
+        "space": parse_space({"parameters": {"model.hidden": {"values": [8]}}}),
+        "overrides": [
+            f"data.train_dir={data / 'train'}",
+            f"data.val_dir={data / 'val'}",
+            "train.max_steps=100000",
+            "train.eval_every=1",
+            "train.tensorboard=false",
+            "data.val_windows=4",
+        ],
+    }
+    trial = _PruningTrial()
+    with pytest.raises(optuna.TrialPruned):
+        run_trial(trial, settings, poll_s=0.1)
+    assert trial.reported and trial.reported[0][0] == 1  # val_loss at step 1 was reported, then pruned
+    steps = [r["step"] for r in read_metrics(Path(trial.attrs["output_dir"]) / "metrics.jsonl")]
+    assert max(steps) < 100000  # the training process was ended long before its last step
