@@ -1,6 +1,7 @@
 """Generation on Ray: a real two-node cluster started here (a head and a second node, one CPU each,
 separate raylet processes with their own resources), tasks on both nodes, the same bytes as a local
-run, resume after a partial run, and one-line errors where Ray cannot be used."""
+run, resume after a partial run and after the driver is killed (SIGKILL), and one-line errors where
+Ray cannot be used."""
 
 from __future__ import annotations
 
@@ -71,6 +72,35 @@ def test_two_node_cluster_runs_shards_on_both_nodes_with_local_bytes(two_node_cl
     assert len(nodes) == 2, f"tasks ran on {len(nodes)} node(s): {nodes}"
     assert len(ray.nodes()) == 2
     assert _files(on_ray) == _files(local)
+
+
+def test_a_killed_driver_resumes_to_the_same_bytes(two_node_cluster, tmp_path):
+    import signal
+    import subprocess
+
+    config = GenerateConfig(("pendulum",), num_scenes_per_type=24, frames_per_scene=100, scenes_per_shard=3)
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "physworld.cli", "generate", "--output-dir", str(out), "--quiet"]
+    cmd += ["--scenario-types", "pendulum", "--num-scenes-per-type", "24", "--frames-per-scene", "100"]
+    cmd += ["--scenes-per-shard", "3", "--ray", two_node_cluster]
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("shards/shard-*.parquet")) and time.monotonic() < deadline:
+            assert driver.poll() is None, "the driver ended before writing a shard"
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and nothing else: its own process group
+        driver.wait(timeout=10)
+    written = len(list(out.glob("shards/shard-*.parquet")))
+    assert 1 <= written < config.num_shards and not (out / "manifest.json").exists()
+    nodes: dict = {}
+    generate(config, out, progress=False, ray_address=two_node_cluster, ray_nodes=nodes)
+    assert sum(nodes.values()) == config.num_shards - written
+    generate(config, tmp_path / "local", progress=False)
+    assert _files(out) == _files(tmp_path / "local")
 
 
 def test_render_clips_on_the_cluster_match_local(two_node_cluster, tmp_path):
