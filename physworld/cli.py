@@ -61,7 +61,12 @@ def cmd_generate(args) -> int:
         scenes_per_shard=args.scenes_per_shard,
     )
     manifest = generate(
-        config, args.output_dir, num_workers=args.num_workers, progress=not args.quiet, fmt=args.format
+        config,
+        args.output_dir,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+        fmt=args.format,
+        ray_address=args.ray,
     )
     if args.format == "jsonl":
         print(
@@ -84,7 +89,12 @@ def _render_clips(data_dir, clip_config, clips_dir, args) -> tuple:
 
     clips_dir = clips_dir or Path(data_dir) / DEFAULT_SUBDIR
     manifest = render_clips(
-        data_dir, clip_config, clips_dir, num_workers=args.num_workers, progress=not args.quiet
+        data_dir,
+        clip_config,
+        clips_dir,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+        ray_address=args.ray,
     )
     return manifest, clips_dir
 
@@ -276,6 +286,48 @@ def cmd_evaluate(args) -> int:
         path = write_report([args.output_dir], args.output_dir / "report.html")
         print(f"report -> {path}")
     print(f"metrics -> {args.output_dir / 'metrics.json'}")
+    from physworld.export.card import find_run_dir, write_card
+
+    run_dir = find_run_dir(args.checkpoint)
+    if run_dir is not None:  # the run's model card now carries these metrics beside the baselines
+        print(f"model card -> {write_card(run_dir, args.output_dir)}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from physworld.export.hub import push
+
+    url = push(args.path, args.repo_id, repo_type=args.type, private=args.private)
+    print(f"pushed {args.path} -> {url}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from physworld.training.sweep import sweep
+
+    summary = sweep(
+        args.recipe,
+        args.config,
+        args.space,
+        args.trials,
+        args.study_dir,
+        overrides=args.overrides,
+        parallel=args.parallel,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"{summary['complete']} complete, {summary['pruned']} pruned of {summary['trials']} trials; best "
+        f"{summary['best_value']} with {summary['best_params']} ({summary['best_output_dir']}) -> "
+        f"{summary['study_dir']}/results.md, sweep.png"
+    )
+    return 0
+
+
+def cmd_card(args) -> int:
+    from physworld.export.card import write_card
+
+    print(f"model card -> {write_card(args.run_dir, args.eval_dir)}")
     return 0
 
 
@@ -436,6 +488,15 @@ def _clip_flags(parser, prefix: str = "clip-") -> None:
     )
 
 
+def _ray_flag(parser) -> None:
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the shards as Ray tasks: auto (the cluster `ray start` made, or RAY_ADDRESS), HOST:PORT "
+        "of a head, or local (a one-machine cluster of --num-workers CPUs); same bytes as a local run",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from physworld.data.generate import default_workers
 
@@ -511,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _clip_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_flag(g)
     g.set_defaults(func=cmd_generate)
 
     rcl = verbs.add_parser(
@@ -524,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-workers", type=int, default=default_workers(), help="parallel processes (default: CPU count)"
     )
     rcl.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_flag(rcl)
     rcl.set_defaults(func=cmd_render_clips)
 
     pcl = verbs.add_parser(
@@ -701,6 +764,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_arguments(pl)
     pl.set_defaults(func=cmd_pipeline)
 
+    cd = verbs.add_parser("card", help="write a training run's model card (README.md) from its files")
+    cd.add_argument("--run-dir", required=True, type=Path, help="the directory `physworld train` wrote")
+    cd.add_argument("--eval-dir", type=Path, help="an evaluation of it (`physworld evaluate --output-dir`)")
+    cd.set_defaults(func=cmd_card)
+
+    pu = verbs.add_parser("push", help="upload a dataset or a training run to a Hugging Face Hub repository")
+    pu.add_argument("--repo-id", required=True, help="USER/NAME (created if missing)")
+    pu.add_argument(
+        "--path", required=True, type=Path, help="a dataset directory or a training run directory"
+    )
+    pu.add_argument("--type", choices=["model", "dataset"], default="model")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
+    pu.set_defaults(func=cmd_push)
+
+    sw = verbs.add_parser(
+        "sweep",
+        help="hyperparameter search over a recipe with Optuna (key=value overrides fix other settings)",
+    )
+    sw.add_argument("--recipe", required=True, help="a `physworld train` recipe, e.g. physics-expert")
+    sw.add_argument("--config", required=True, type=Path, help="the recipe's YAML config")
+    sw.add_argument("--space", required=True, type=Path, help="the search space, W&B sweep YAML")
+    sw.add_argument(
+        "--trials", type=int, default=10, low=1, high=100_000, help="finished trials the study should hold"
+    )
+    sw.add_argument("--study-dir", type=Path, default=Path("runs/sweep"), help="study.db, trials, results")
+    sw.add_argument("--parallel", type=int, default=1, low=1, high=256, help="trials at once (processes)")
+    sw.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")
     s.set_defaults(func=cmd_list_scenarios)
@@ -876,7 +969,7 @@ def main(argv=None) -> int:
     # Recipe overrides (key=value, torchtune style) may stand anywhere after the verb.
     args, extra = parser.parse_known_args(argv)
     verb_parser = verbs[args.verb]
-    if args.verb in ("train", "pipeline"):
+    if args.verb in ("train", "pipeline", "sweep"):
         bad = [a for a in extra if a.startswith("-") or "=" not in a]
         if bad:
             _unknown_arguments(verb_parser, bad, " (overrides are key=value)")

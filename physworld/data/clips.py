@@ -443,17 +443,24 @@ def _first_record(data_dir: Path, manifest: dict) -> dict | None:
     return None
 
 
-def build_clip_shard(data_dir: Path, clips_dir: Path, k: int, source_file: str, config: ClipConfig) -> int:
+def clip_shard_payload(source, config: ClipConfig, source_name: str = "") -> bytes:
+    """The bytes of the clip shard of one state shard, `source` being its path or its bytes (a Ray
+    worker gets the bytes: nodes need not share a file system)."""
     try:
-        records = table_to_records(pq.read_table(data_dir / source_file))
+        table = pq.read_table(pa.BufferReader(source) if isinstance(source, bytes) else source)
+        records = table_to_records(table)
     except Exception as e:
+        name = source_name or str(source)
         raise ClipError(
-            f"{data_dir / source_file}: cannot read the scenes ({type(e).__name__}: {e}); run physworld "
-            f"validate --data-dir {data_dir}"
+            f"{name}: cannot read the scenes ({type(e).__name__}: {e}); run physworld validate on its dataset"
         ) from e
-    rows = [clip_row(r, render_clip(r, config), config.captions) for r in records]
-    atomic_write_bytes(clips_dir / clip_shard_name(k), clip_shard_bytes(rows))
-    return len(rows)
+    return clip_shard_bytes([clip_row(r, render_clip(r, config), config.captions) for r in records])
+
+
+def build_clip_shard(data_dir: Path, clips_dir: Path, k: int, source_file: str, config: ClipConfig) -> int:
+    data = clip_shard_payload(data_dir / source_file, config)
+    atomic_write_bytes(clips_dir / clip_shard_name(k), data)
+    return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
 
 
 def _worker(args) -> int:
@@ -461,10 +468,17 @@ def _worker(args) -> int:
 
 
 def render_clips(
-    data_dir, config: ClipConfig, clips_dir=None, num_workers: int = 1, progress: bool = True
+    data_dir,
+    config: ClipConfig,
+    clips_dir=None,
+    num_workers: int = 1,
+    progress: bool = True,
+    ray_address: str | None = None,
 ) -> dict:
     """Render (or finish rendering) the clips of every scene of the dataset at `data_dir`; returns the
-    clips manifest. Clip shard k holds the clips of state shard k, in the same order."""
+    clips manifest. Clip shard k holds the clips of state shard k, in the same order. ray_address
+    runs the shards as Ray tasks (physworld/data/ray_shards.py), the driver sending each its source
+    shard's bytes and writing what comes back."""
     from tqdm.auto import tqdm
 
     data_dir = Path(data_dir)
@@ -500,7 +514,24 @@ def render_clips(
     )
     jobs = [(data_dir, clips_dir, k, sources[k], config) for k in todo]
     try:
-        if num_workers <= 1 or len(todo) <= 1:
+        if ray_address and todo:
+            from physworld.data.ray_shards import connect, run_shards
+
+            ray = connect(ray_address, num_cpus=num_workers)
+
+            def write(index: int, data: bytes) -> None:
+                atomic_write_bytes(clips_dir / clip_shard_name(todo[index]), data)
+                bar.update(sizes[todo[index]])
+
+            def job_args(index: int) -> tuple:  # read when submitted: one shard's bytes in memory at a time
+                return (
+                    (data_dir / sources[todo[index]]).read_bytes(),
+                    config,
+                    str(data_dir / sources[todo[index]]),
+                )
+
+            run_shards(ray, clip_shard_payload, len(todo), job_args, write)
+        elif num_workers <= 1 or len(todo) <= 1:
             for job in jobs:
                 bar.update(_worker(job))
         else:

@@ -143,6 +143,12 @@ def _shard_done(config: GenerateConfig, k: int, root: Path, fmt: str) -> bool:
     return all(jsonl_path(root, scene_plan(config, i)[0], i).exists() for i in shard_scene_ids(config, k))
 
 
+def shard_payload(config: GenerateConfig, k: int) -> bytes:
+    """The bytes of Parquet shard k: a function of the config and k alone, wherever it runs."""
+    ids = shard_scene_ids(config, k)
+    return shard_bytes([make_record(i, *scene_plan(config, i), config.frames_per_scene) for i in ids])
+
+
 def build_shard(config: GenerateConfig, k: int, root: Path, fmt: str = "parquet") -> int:
     """Simulate shard k and write it atomically; returns its number of scenes.
 
@@ -150,9 +156,8 @@ def build_shard(config: GenerateConfig, k: int, root: Path, fmt: str = "parquet"
     simulates only the scenes whose files are missing."""
     ids = shard_scene_ids(config, k)
     if fmt == "parquet":
-        records = [make_record(i, *scene_plan(config, i), config.frames_per_scene) for i in ids]
-        atomic_write_bytes(root / shard_name(k), shard_bytes(records))
-        return len(records)
+        atomic_write_bytes(root / shard_name(k), shard_payload(config, k))
+        return len(ids)
     from physworld.data.jsonl import write_scene_file
 
     for i in ids:
@@ -198,15 +203,25 @@ def prepare_output_dir(root: Path, config: dict) -> None:
 
 
 def generate(
-    config: GenerateConfig, output_dir, num_workers: int = 1, progress: bool = True, fmt: str = "parquet"
+    config: GenerateConfig,
+    output_dir,
+    num_workers: int = 1,
+    progress: bool = True,
+    fmt: str = "parquet",
+    ray_address: str | None = None,
+    ray_nodes: dict | None = None,
 ) -> dict:
     """Generate (or finish generating) a dataset; returns its manifest (the config, for JSONL).
 
     fmt "parquet" writes the columnar store; "jsonl" writes guide 001's layout,
     <output_dir>/<type>/scene_<id>.jsonl, a header line then one line per frame.
+    ray_address ("auto", "local" or HOST:PORT) runs the shards as Ray tasks (physworld/data/
+    ray_shards.py) with the same bytes; `ray_nodes`, if given, receives tasks per node id.
     """
     if fmt not in ("parquet", "jsonl"):
         raise ValueError(f"format must be parquet or jsonl, got {fmt!r}")
+    if ray_address and fmt != "parquet":
+        raise ValueError("--ray writes the Parquet store only; drop --format jsonl (export-jsonl converts)")
     if fmt == "jsonl" and config.dims == 3:
         raise ValueError(
             "--format jsonl holds 2D scenes only (guide 001's layout); use --format parquet for 3D"
@@ -233,7 +248,19 @@ def generate(
         dynamic_ncols=True,
     )
     try:
-        if num_workers <= 1 or len(todo) <= 1:
+        if ray_address and todo:
+            from physworld.data.ray_shards import connect, run_shards
+
+            ray = connect(ray_address, num_cpus=num_workers)
+
+            def write(index: int, data: bytes) -> None:
+                atomic_write_bytes(root / shard_name(todo[index]), data)
+                bar.update(len(shard_scene_ids(config, todo[index])))
+
+            nodes = run_shards(ray, shard_payload, len(todo), lambda i: (config, todo[i]), write)
+            if ray_nodes is not None:
+                ray_nodes.update(nodes)
+        elif num_workers <= 1 or len(todo) <= 1:
             for k in todo:
                 bar.update(build_shard(config, k, root, fmt))
         else:
