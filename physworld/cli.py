@@ -278,6 +278,7 @@ def cmd_evaluate(args) -> int:
         render=not args.no_render,
         label=args.label,
         progress=not args.quiet,
+        threads=args.threads,
     )
     from physworld.evaluation.report import headline_table, write_report
 
@@ -698,6 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-render", action="store_true", help="skip the comparison GIFs")
     ev.add_argument("--report", action="store_true", help="also write <output-dir>/report.html")
     ev.add_argument("--label", help="the model's name in reports")
+    ev.add_argument(
+        "--threads", type=int, default=1, low=0, high=1024, help="torch CPU threads (0: torch's default)"
+    )
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 

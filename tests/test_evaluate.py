@@ -269,3 +269,35 @@ def test_render_comparison_and_errors(trained, capsys):
         == 2
     )
     assert "fewer than context + rollout" in capsys.readouterr().err
+
+
+def test_evaluate_uses_one_torch_thread_unless_told(trained, tmp_path):
+    """Rollouts of small models collapse with torch's default threads on a shared CPU: evaluate sets one
+    thread by default, --threads N sets N, and --threads 0 leaves torch's setting alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(trained / "run" / "checkpoints" / "best.safetensors"),
+        "--val-dir",
+        str(trained / "val"),
+        "--context-frames",
+        "5",
+        "--rollout-frames",
+        "5",
+        "--max-scenes-per-type",
+        "1",
+        "--no-render",
+        "--quiet",
+    ]
+    try:
+        torch.set_num_threads(2)
+        assert main([*args, "--output-dir", str(tmp_path / "a")]) == 0
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert main([*args, "--output-dir", str(tmp_path / "b"), "--threads", "0"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -109,11 +109,18 @@ def evaluate(
     render: bool = True,
     label: str | None = None,
     progress: bool = True,
+    threads: int | None = 1,
 ) -> dict:
+    """`threads`: torch CPU threads for the rollouts (None or 0: torch's default). One by default, as
+    training: the families' small models slow down many times over with more threads on a shared
+    CPU (BENCHMARKS.md, "Training threads")."""
+    import torch
     from tqdm.auto import tqdm
 
     if context_frames < 1 or rollout_frames < 1:
         raise ValueError("--context-frames and --rollout-frames must be at least 1")
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     from physworld.evaluation.families import entry
