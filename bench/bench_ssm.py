@@ -2,7 +2,8 @@
 
 (a) `python bench/bench_ssm.py scan`: tokens/s of one Mamba mixer (d_model 64, d_state 16, expand 2,
     conv 4) over sequences of 32 rows, forward (no grad) and forward + backward, for
-      - the PhysicsSSM block with its parallel scan (models/ssm.py: linear_recurrence),
+      - the PhysicsSSM block with its parallel scan (models/ssm.py: linear_recurrence), with rows in
+      cache-sized blocks (the default) and all in one block,
       - the same block with the scan as a Python loop over time (selective_scan_reference),
       - transformers' MambaMixer at the same width on its torch path (no CUDA kernels here: its
         sequence form is a Python loop over time),
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -51,10 +53,12 @@ def bench_scan(lengths, rows: int, repeats: int) -> list[dict]:
         MambaConfig(hidden_size=d_model, state_size=d_state, expand=2, conv_kernel=4, time_step_rank=4),
         layer_idx=0,
     )
+    unblocked = functools.partial(ssm.selective_scan, block_elements=1 << 62)  # all rows in one block
     hf_params = sum(p.numel() for p in hf.parameters())
     our_params = sum(p.numel() for p in ours.parameters())
     runs = {
         "PhysicsSSM block, parallel scan": lambda x: ours(x),
+        "PhysicsSSM block, parallel scan, rows not blocked": lambda x: ours(x, scan=unblocked),
         "PhysicsSSM block, Python loop over time": lambda x: ours(x, scan=ssm.selective_scan_reference),
         "transformers MambaMixer (torch path)": lambda x: hf(x),
     }

@@ -37,8 +37,8 @@ Batches arrive padded per scene: states [B, T, N, 6] with body_mask [B, N] (`pad
 `collate_sequences`); inside, the network works on the R real bodies as rows, hidden [R, T, d], and
 on the (receiver, sender) pairs of each frame as edges, so padding costs no compute.
 
-Speed on a CPU: the parallel scan is memory-bound and slower than a loop over time there (1.2-1.8x for
-training, bench/bench_ssm.py and BENCHMARKS.md); it is the form a GPU wants.
+Speed on a CPU: the parallel scan is memory-bound and no faster than a loop over time there (level to
+1.8x slower for training, bench/bench_ssm.py and BENCHMARKS.md); it is the form a GPU wants.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def selective_scan(u, delta, A, B, C, D, h0=None, return_state: bool = False, bl
     y [Bt, T, E] (and the last state h [Bt, E, S] with return_state).
       h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t
     Rows go through in blocks of about `block_elements` state values: on a CPU the [rows, T, E, S]
-    states are memory-bound, and a block that stays in cache runs about twice as fast (bench_ssm.py).
+    states are memory-bound, and a block that stays in cache runs 1.9x as fast (bench/bench_ssm.py).
     """
     rows, steps, channels = u.shape
     per_block = max(1, block_elements // (steps * channels * A.shape[1]))
