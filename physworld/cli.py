@@ -304,7 +304,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from physworld.training.sweep import sweep
+    from physworld.sweep import sweep
 
     summary = sweep(
         args.recipe,

@@ -12,7 +12,7 @@ import pytest
 
 from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate
-from physworld.training.sweep import SweepError, parse_space
+from physworld.sweep import SweepError, parse_space
 
 optuna = pytest.importorskip("optuna")
 
@@ -144,8 +144,8 @@ class _PruningTrial:
 
 
 def test_a_pruned_trial_stops_its_training_process_at_the_first_evaluation(data, tmp_path):
+    from physworld.sweep import run_trial
     from physworld.training.metrics import read_metrics
-    from physworld.training.sweep import run_trial
 
     settings = {
         "recipe": "physics-expert",

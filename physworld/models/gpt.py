@@ -494,20 +494,7 @@ def load_predictor(checkpoint):
     """The trajectory-family contract (physworld/evaluation/families.py): (rollout, run info). The GPT
     writes each next frame as text (models.rollout_utils.text_rollouts); frames it writes that do not
     parse are counted per scene."""
-    from physworld.models.rollout_utils import text_rollouts
+    from physworld.models.rollout_utils import text_predictor
 
     model, tokenizer, info = load_model(checkpoint)
-    generate, fits = gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer)
-
-    def rollout(scenes, context_frames, rollout_frames):
-        return text_rollouts(
-            generate,
-            scenes,
-            context_frames,
-            rollout_frames,
-            fmt=info["fmt"],
-            context_frames=info["context_frames"],
-            prompt_fits=fits,
-        )
-
-    return rollout, info
+    return text_predictor(gpt_text_generator(model, tokenizer), gpt_prompt_fits(model, tokenizer), info)

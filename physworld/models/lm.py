@@ -170,22 +170,10 @@ def load_predictor(checkpoint):
     """The trajectory-family contract (physworld/evaluation/families.py): (rollout, run info). The LM
     writes each next frame as text (models.rollout_utils.text_rollouts); frames that do not parse are
     counted per scene."""
-    from physworld.models.rollout_utils import text_rollouts
+    from physworld.models.rollout_utils import text_predictor
 
     generate, fits, info = load_text_model(checkpoint)
-
-    def rollout(scenes, context_frames, rollout_frames):
-        return text_rollouts(
-            generate,
-            scenes,
-            context_frames,
-            rollout_frames,
-            fmt=info["fmt"],
-            context_frames=info["context_frames"],
-            prompt_fits=fits,
-        )
-
-    return rollout, info
+    return text_predictor(generate, fits, info)
 
 
 def verify_adapter(path: Path) -> None:

@@ -84,3 +84,21 @@ def text_rollouts(
             nxt[kin[i]] = s["states"][t + 1, kin[i]]
             p[t + 1] = nxt
     return preds, failures
+
+
+def text_predictor(generate, prompt_fits, info: dict):
+    """The trajectory-family contract for a model that writes frames as text: (rollout, info), where
+    rollout feeds `generate` through text_rollouts with the format and context the run trained on."""
+
+    def rollout(scenes, context_frames, rollout_frames):
+        return text_rollouts(
+            generate,
+            scenes,
+            context_frames,
+            rollout_frames,
+            fmt=info["fmt"],
+            context_frames=info["context_frames"],
+            prompt_fits=prompt_fits,
+        )
+
+    return rollout, info

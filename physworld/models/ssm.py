@@ -67,6 +67,7 @@ from physworld.models.physics_expert import (
     WIDTH,
     bounding_radius,
     capsule_geometry,
+    register_motion_stats,
     rotate,
 )
 
@@ -405,13 +406,7 @@ class PhysicsSSM(nn.Module):
     def __init__(self, config: SSMConfig, stats: dict | None = None):
         super().__init__()
         self.config = config
-        for name in ("velocity", "accel"):
-            mean = np.zeros(3) if stats is None else np.asarray(stats[f"{name}_mean"], dtype=np.float64)
-            std = np.ones(3) if stats is None else np.asarray(stats[f"{name}_std"], dtype=np.float64)
-            if mean.shape != (3,) or std.shape != (3,) or not np.all(std > 0):
-                raise ValueError(f"stats: {name}_mean and {name}_std must have shape [3], std > 0")
-            self.register_buffer(f"{name}_mean", torch.tensor(mean, dtype=torch.float32))
-            self.register_buffer(f"{name}_std", torch.tensor(std, dtype=torch.float32))
+        register_motion_stats(self, stats)
         d = config.d_model
         self.frame_encoder = nn.Sequential(nn.Linear(FRAME_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
         self.static_encoder = nn.Sequential(nn.Linear(STATIC_EDGE_FEATURES, d), nn.ReLU(), nn.Linear(d, d))
