@@ -197,21 +197,28 @@ class SSMStep(nn.Module):
         return accel[:, 0], torch.stack(next_conv), torch.stack(next_state)
 
 
-def ssm_step_inputs(model, state: torch.Tensor, scene: dict, cache: list[dict]) -> dict[str, np.ndarray]:
-    """One frame's padded states [B, N, 6] and the torch caches -> the exported step's feeds."""
+def ssm_step_inputs(model, state: torch.Tensor, scene: dict, cache: dict) -> dict[str, np.ndarray]:
+    """One frame's padded states [B, N, 6] and the stacked caches {conv, state} -> the exported step's feeds."""
     with torch.no_grad():
         hidden, edges, physics = model._inputs(state.unsqueeze(1), scene)
-        feeds = {
-            "hidden": hidden,
-            "receivers": edges["receivers"],
-            "senders": edges["senders"],
-            "pair": edges["pair"],
-            "physics": physics,
-            "ballistic": model.ballistic_accel(scene, 1),
-        }
-        feeds["conv"] = torch.stack([c["conv"] for c in cache])
-        feeds["state"] = torch.stack([c["h"] for c in cache])
-    return {k: v.numpy() for k, v in feeds.items()}
+        ballistic = model.ballistic_accel(scene, 1)
+    feeds = {
+        "hidden": hidden,
+        "receivers": edges["receivers"],
+        "senders": edges["senders"],
+        "pair": edges["pair"],
+        "physics": physics,
+        "ballistic": ballistic,
+    }
+    return {**{k: v.numpy() for k, v in feeds.items()}, "conv": cache["conv"], "state": cache["state"]}
+
+
+def stacked_cache(caches: list[dict]) -> dict[str, np.ndarray]:
+    """PhysicsSSM's per-layer caches -> {conv [L, R, E', d_conv - 1], state [L, R, E', S]} as the step takes."""
+    return {
+        "conv": torch.stack([c["conv"] for c in caches]).numpy(),
+        "state": torch.stack([c["h"] for c in caches]).numpy(),
+    }
 
 
 def ssm_feeds(model, data_dir, max_batches: int = 8, batch_graphs: int = 8) -> Iterator[dict]:
@@ -235,7 +242,7 @@ def ssm_feeds(model, data_dir, max_batches: int = 8, batch_graphs: int = 8) -> I
         cache = model.init_cache(scene)
         for t in range(frames - 1):
             current = torch.from_numpy(states[:, t])
-            yield ssm_step_inputs(model, current, scene, cache)
+            yield ssm_step_inputs(model, current, scene, stacked_cache(cache))
             made += 1
             if made == max_batches:
                 return
@@ -370,9 +377,8 @@ def quantize_int8(fp32_path, int8_path, calibration: list[dict]) -> Path:
         prepared.unlink(missing_ok=True)
 
 
-def session(path, provider: str = "cpu", threads: int = 0):
-    """An onnxruntime session on `provider` (cpu or tensorrt); tensorrt missing from this onnxruntime is one
-    line naming the fix."""
+def check_provider(provider: str):
+    """onnxruntime, once `provider` is known to be usable in it; otherwise one line naming the fix."""
     ort = _onnx_modules()
     if provider not in PROVIDERS:
         raise ValueError(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
@@ -382,10 +388,24 @@ def session(path, provider: str = "cpu", threads: int = 0):
             "--provider tensorrt: this onnxruntime has no TensorrtExecutionProvider (it has "
             f"{', '.join(available)}); install onnxruntime-gpu with TensorRT on an NVIDIA machine, or use --provider cpu"
         )
+    return ort
+
+
+def session(path, provider: str = "cpu", threads: int = 0):
+    """An onnxruntime session on `provider` (cpu or tensorrt); tensorrt missing from this onnxruntime is one
+    line naming the fix."""
+    ort = check_provider(provider)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1 if threads else 0
-    return ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS[provider])
+    sess = ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS[provider])
+    if provider == "tensorrt" and "TensorrtExecutionProvider" not in sess.get_providers():
+        # onnxruntime falls back to the CPU quietly when TensorRT's libraries do not load: say so instead
+        raise ValueError(
+            "--provider tensorrt: onnxruntime could not start TensorRT (are libnvinfer and CUDA installed and "
+            "on LD_LIBRARY_PATH?); use --provider cpu"
+        )
+    return sess
 
 
 def torch_outputs(model, family: str, feeds: dict) -> list[np.ndarray]:
@@ -430,7 +450,7 @@ def export(
         )
     if calibration_data is not None and not Path(calibration_data).is_dir():
         raise ValueError(f"--calibration-data {calibration_data}: no such dataset directory")
-    _onnx_modules()
+    check_provider(provider)
     family, model = load_family_model(family, checkpoint)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -484,14 +504,50 @@ class OnnxPhysicsExpert:
         return accel.masked_fill(batch["body"][:, KINEMATIC, None] > 0.5, 0.0)
 
 
-def load_onnx_predictor(checkpoint, onnx_path, provider: str = "cpu"):
-    """The family contract (families.py) for an exported PhysicsExpert: (rollout, run info)."""
-    from physworld.models.physics_expert import load_model, model_rollouts
+class OnnxSSM:
+    """Quacks like a PhysicsSSM for `ssm.rollouts`: frame features by the torch model, the step (mixing,
+    Mamba layers, decoder, gate) in onnxruntime, padding and kinematic masking as PhysicsSSM._decode."""
 
-    model, info = load_model(checkpoint)
-    onnx_model = OnnxPhysicsExpert(model, onnx_path, provider)
+    def __init__(self, model, onnx_path, provider: str = "cpu", threads: int = 0):
+        self.model, self.config = model, model.config
+        self.session = session(onnx_path, provider, threads)
+
+    def eval(self):
+        return self
+
+    def init_cache(self, scene: dict) -> dict:
+        return stacked_cache(self.model.init_cache(scene))
+
+    def step(self, state: torch.Tensor, scene: dict, cache: dict) -> tuple[torch.Tensor, dict]:
+        from physworld.models.ssm import KINEMATIC
+
+        accel, conv, hidden_state = self.session.run(None, ssm_step_inputs(self.model, state, scene, cache))
+        sc, who = self.model.rows(scene)
+        accel = torch.from_numpy(accel).masked_fill(scene["body"][sc, who, KINEMATIC, None] > 0.5, 0.0)
+        padded = accel.new_zeros(*scene["body_mask"].shape, 3)
+        padded[sc, who] = accel
+        return padded, {"conv": conv, "state": hidden_state}
+
+
+# family -> (its onnxruntime stand-in, its model module's batched rollout function)
+RUNNERS = {
+    "physics-expert": (OnnxPhysicsExpert, "physworld.models.physics_expert", "model_rollouts"),
+    "ssm": (OnnxSSM, "physworld.models.ssm", "rollouts"),
+}
+
+
+def load_onnx_predictor(family: str, checkpoint, onnx_path, provider: str = "cpu", threads: int = 0):
+    """The family contract (families.py) with the exported step run by onnxruntime: (rollout, run info).
+    The family's own rollout loop runs unchanged around it."""
+    import importlib
+
+    runner, module_name, rollout_name = RUNNERS[family]
+    module = importlib.import_module(module_name)
+    model, info = module.load_model(checkpoint)
+    onnx_model = runner(model.eval(), onnx_path, provider, threads)
+    rollouts = getattr(module, rollout_name)
 
     def rollout(scenes, context_frames, rollout_frames):
-        return model_rollouts(onnx_model, scenes, context_frames, rollout_frames), [0] * len(scenes)
+        return rollouts(onnx_model, scenes, context_frames, rollout_frames), [0] * len(scenes)
 
     return rollout, info
