@@ -173,6 +173,7 @@ def test_bad_input_is_one_line_exit_2(runs, capsys, tmp_path):
         assert main(["export", *extra, "--output-dir", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, err
+        assert not (tmp_path / "out").exists()  # refused before anything was written
     capsys.readouterr()
     args = ["export", "--model", "ssm", "--checkpoint", str(ssm_ckpt), "--output-dir", str(blocker / "out")]
     assert main(args) == 2

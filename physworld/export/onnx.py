@@ -452,8 +452,6 @@ def export(
         raise ValueError(f"--calibration-data {calibration_data}: no such dataset directory")
     check_provider(provider)
     family, model = load_family_model(family, checkpoint)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     spec = NETWORKS[family](model)
     if calibration_data is not None:
         check = list(spec["feeds"](model, calibration_data, max_batches=calibration_batches))
@@ -461,6 +459,8 @@ def export(
             raise ValueError(f"--calibration-data {calibration_data}: no scenes long enough to make a step")
     else:
         check = [{name: x.numpy() for name, x in zip(spec["input_names"], spec["example"], strict=True)}]
+    output_dir = Path(output_dir)  # created only once the inputs have all been read
+    output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     fp32 = export_onnx(model, family, output_dir / "model.onnx")
     summary = {
@@ -477,6 +477,8 @@ def export(
         q = quantize_int8(fp32, output_dir / "model.int8.onnx", check)
         summary["int8"] = {"path": q.name, "bytes": q.stat().st_size}
         summary["int8"]["error_vs_torch"] = max_errors(model, family, session(q, provider), check)
+    else:  # an int8 file left by an earlier export would no longer match model.onnx
+        (output_dir / "model.int8.onnx").unlink(missing_ok=True)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     atomic_write_json(output_dir / "export.json", summary)
     return summary
