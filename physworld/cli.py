@@ -332,6 +332,30 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from physworld.export.onnx import export
+
+    summary = export(
+        args.model,
+        args.checkpoint,
+        args.output_dir,
+        int8=args.int8,
+        calibration_data=args.calibration_data,
+        provider=args.provider,
+    )
+    for precision in ("fp32", "int8"):
+        if precision in summary:
+            part = summary[precision]
+            err = part["error_vs_torch"]
+            print(
+                f"{precision}: {args.output_dir / part['path']} ({part['bytes'] / 1e6:.2f} MB), max abs error "
+                f"vs torch {err['max_abs']:.2e} (mean {err['mean_abs']:.2e}; largest |output| "
+                f"{err['torch_max_abs']:.2e}) on {summary['checked_on']}"
+            )
+    print(f"summary -> {args.output_dir / 'export.json'}")
+    return 0
+
+
 def cmd_render_comparison(args) -> int:
     from physworld.data.store import Dataset
     from physworld.evaluation.evaluate import (
@@ -704,6 +728,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    ex = verbs.add_parser(
+        "export", help="a model's per-step network as ONNX (optionally static int8) for onnxruntime"
+    )
+    ex.add_argument("--model", required=True, choices=["physics-expert", "ssm"])
+    ex.add_argument("--checkpoint", required=True, type=Path)
+    ex.add_argument("--output-dir", required=True, type=Path, output="dir")
+    ex.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ)")
+    ex.add_argument(
+        "--calibration-data", type=Path, metavar="DATA_DIR", help="a dataset: calibration and parity graphs"
+    )
+    ex.add_argument("--provider", choices=["cpu", "tensorrt"], default="cpu", help="onnxruntime's provider")
+    ex.set_defaults(func=cmd_export)
 
     rc = verbs.add_parser(
         "render-comparison", help="side-by-side GIFs of real rollouts: truth (green) | prediction (blue)"
