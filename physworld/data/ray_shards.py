@@ -141,6 +141,10 @@ def start_local_cluster(num_nodes: int, temp_dir, cpus_per_node: int = 1, timeou
 
     temp_dir = Path(temp_dir)  # keep it short: Ray's socket paths must fit in 107 bytes
     ray_cli = Path(sys.executable).with_name("ray")
+    # One authentication setting for every node and for this process (the driver): with Ray 2.60 a token
+    # file left in ~/.ray by another cluster made the head demand a token its second node did not send.
+    # These nodes listen on this machine only, for a test or a bench: no token.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     procs = []
 
