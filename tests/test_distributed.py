@@ -54,7 +54,7 @@ def data(tmp_path_factory):
     return root
 
 
-def _command(data, out, nproc, recipe="physics_expert", preset="configs/physics_expert/tiny.yaml"):
+def _command(data, out, nproc, recipe="physics_expert"):
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
     return [
         sys.executable,
@@ -62,7 +62,7 @@ def _command(data, out, nproc, recipe="physics_expert", preset="configs/physics_
         "-m",
         f"physworld.recipes.{recipe}",
         "--config",
-        str(ROOT / preset),
+        str(ROOT / "configs" / recipe / "tiny.yaml"),
         "--quiet",
         f"data.train_dir={data / 'train'}",
         f"data.val_dir={data / 'val'}",
@@ -77,19 +77,20 @@ def _env():
     return env
 
 
-def _run(data, out, nproc):
-    subprocess.run(_command(data, out, nproc), check=True, env=_env(), timeout=TIMEOUT_S, cwd=ROOT)
+def _run(data, out, nproc, recipe="physics_expert"):
+    subprocess.run(_command(data, out, nproc, recipe), check=True, env=_env(), timeout=TIMEOUT_S, cwd=ROOT)
 
 
 def _weights(out):
     return load_checkpoint(out / "checkpoints" / "latest.safetensors").tensors
 
 
-@pytest.fixture(scope="module")
-def runs(data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp_runs")
-    _run(data, root / "one", 1)
-    _run(data, root / "two", 2)
+@pytest.fixture(scope="module", params=["physics_expert", "ssm"])
+def runs(request, data, tmp_path_factory):
+    """One process and two (global batch: the tiny preset's, 8 and 4) over the same data and config."""
+    root = tmp_path_factory.mktemp(f"ddp_{request.param}")
+    _run(data, root / "one", 1, request.param)
+    _run(data, root / "two", 2, request.param)
     return root
 
 
@@ -103,9 +104,14 @@ def test_two_processes_match_one_with_the_same_global_batch(runs):
     val_one = [m["val_loss"] for m in one if "val_loss" in m]
     val_two = [m["val_loss"] for m in two if "val_loss" in m]
     assert val_two == pytest.approx(val_one, rel=1e-5)
+    # Weights too, except the SSM's attention biases that add the same amount to every logit of a
+    # softmax (the key part of qkv.bias, pair_bias.bias): their true gradient is zero, so Adam moves
+    # them by rounding noise, differently in any two runs, without changing any output (the
+    # validation losses above agree).
+    noise_driven = ("mix.qkv.bias", "mix.pair_bias.bias")
     a, b = _weights(runs / "one"), _weights(runs / "two")
     for k in a:
-        if k.startswith("model."):
+        if k.startswith("model.") and not k.endswith(noise_driven):
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
 
 
@@ -121,6 +127,8 @@ def test_files_are_written_once_by_rank_zero(runs):
 
 
 def test_killed_distributed_run_resumes_to_the_same_weights(data, runs, tmp_path):
+    if runs.name.startswith("ddp_ssm"):
+        pytest.skip("one recipe is enough for the kill test: the resume code is the same in both")
     out = tmp_path / "killed"
     proc = subprocess.Popen(_command(data, out, 2), env=_env(), cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + TIMEOUT_S

@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 __all__ = [
     "barrier",
+    "global_max",
     "global_mean_scale",
     "global_rows",
     "is_main",
@@ -184,6 +185,15 @@ def global_rows(local_rows: int, device="cpu") -> tuple[int, int]:
     counts[rank()] = int(local_rows)
     dist.all_reduce(counts, op=dist.ReduceOp.SUM)
     return int(counts[: rank()].sum()), int(counts.sum())
+
+
+def global_max(value: int, device="cpu") -> int:
+    """The largest `value` over ranks (e.g. the padded body count of the global batch)."""
+    if not dist.is_initialized():
+        return int(value)
+    tensor = torch.tensor([int(value)], dtype=torch.int64, device=_reduce_device(device))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def mean_over_ranks(values: dict[str, float], device="cpu") -> dict[str, float]:
