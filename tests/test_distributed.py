@@ -21,16 +21,17 @@ from physworld.training.metrics import read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120  # bounded: a hung collective fails the test instead of the suite
 
-# noise_std > 0 exercises the shared noise stream; batch 8 = 2 processes x 4 windows.
+# The tiny presets' global batches (8, 4, 4) split over 2 processes; noise_std > 0 exercises the
+# shared noise stream of the recipes that add noise.
 EXTRA = (
     "train.max_steps=8",
     "train.log_every=1",
     "train.save_every=2",
     "train.eval_every=4",
     "train.tensorboard=false",
-    "model.noise_std=0.1",
     "optim.grad_accum=2",
 )
+NOISE = {"physics_expert": ("model.noise_std=0.1",), "ssm": ("model.noise_std=0.1",), "gpt": ()}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,7 @@ def _command(data, out, nproc, recipe="physics_expert"):
         f"data.val_dir={data / 'val'}",
         f"train.output_dir={out}",
         *EXTRA,
+        *NOISE[recipe],
     ]
 
 
@@ -85,9 +87,9 @@ def _weights(out):
     return load_checkpoint(out / "checkpoints" / "latest.safetensors").tensors
 
 
-@pytest.fixture(scope="module", params=["physics_expert", "ssm"])
+@pytest.fixture(scope="module", params=["physics_expert", "ssm", "gpt"])
 def runs(request, data, tmp_path_factory):
-    """One process and two (global batch: the tiny preset's, 8 and 4) over the same data and config."""
+    """One process and two, same global batch, over the same data and config."""
     root = tmp_path_factory.mktemp(f"ddp_{request.param}")
     _run(data, root / "one", 1, request.param)
     _run(data, root / "two", 2, request.param)
@@ -112,7 +114,8 @@ def test_two_processes_match_one_with_the_same_global_batch(runs):
     a, b = _weights(runs / "one"), _weights(runs / "two")
     for k in a:
         if k.startswith("model.") and not k.endswith(noise_driven):
-            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)
+            # atol 1e-5: Adam turns rounding noise in a near-zero gradient into a step of up to lr.
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
 
 
 def test_files_are_written_once_by_rank_zero(runs):
@@ -127,8 +130,8 @@ def test_files_are_written_once_by_rank_zero(runs):
 
 
 def test_killed_distributed_run_resumes_to_the_same_weights(data, runs, tmp_path):
-    if runs.name.startswith("ddp_ssm"):
-        pytest.skip("one recipe is enough for the kill test: the resume code is the same in both")
+    if not runs.name.startswith("ddp_physics_expert"):
+        pytest.skip("one recipe is enough for the kill test: the resume code is the same in each")
     out = tmp_path / "killed"
     proc = subprocess.Popen(_command(data, out, 2), env=_env(), cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + TIMEOUT_S
