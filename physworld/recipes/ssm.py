@@ -361,14 +361,5 @@ def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
     return summary
 
 
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m physworld.recipes.ssm")
-    parser.add_argument("--config", required=True, help="a YAML preset, e.g. configs/ssm/tiny.yaml")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=50")
-    args = parser.parse_args()
-    summary = main(args.config, args.overrides, progress=not args.quiet)
-    if distributed.launch_rank() == 0:
-        print(summary)
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m physworld.recipes.ssm --config ...
+    distributed.command_line("ssm", main)

@@ -212,6 +212,32 @@ def _reduce_device(device) -> torch.device:
     return torch.device("cpu")
 
 
+def command_line(recipe: str, recipe_main) -> None:
+    """`python -m physworld.recipes.<recipe>` (and under torchrun): --config, --quiet, key=value
+    overrides; `recipe_main(config, overrides, progress)` trains. Failures are one line on stderr and
+    the CLI's exit status (physworld.cli), never a traceback; rank 0 prints the summary."""
+    import argparse
+    import sys
+
+    from physworld import cli
+
+    parser = argparse.ArgumentParser(prog=f"python -m physworld.recipes.{recipe.replace('-', '_')}")
+    parser.add_argument(
+        "--config", required=True, help=f"a YAML preset, e.g. configs/{recipe.replace('-', '_')}/tiny.yaml"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=50")
+    args = parser.parse_args()
+
+    def run() -> int:
+        summary = recipe_main(args.config, args.overrides, progress=not args.quiet)
+        if launch_rank() == 0:
+            print(summary)
+        return 0
+
+    sys.exit(cli._guarded(f"train {recipe}", run))
+
+
 class NullLogger:
     """What ranks other than 0 log to: nothing (rank 0 writes the metrics)."""
 
