@@ -214,12 +214,16 @@ def _reduce_device(device) -> torch.device:
 
 def command_line(recipe: str, recipe_main) -> None:
     """`python -m physworld.recipes.<recipe>` (and under torchrun): --config, --quiet, key=value
-    overrides; `recipe_main(config, overrides, progress)` trains. Failures are one line on stderr and
-    the CLI's exit status (physworld.cli), never a traceback; rank 0 prints the summary."""
+    overrides; `recipe_main(config, overrides, progress)` trains; rank 0 prints the summary.
+
+    A bad config, path or dataset is one line on stderr and exit 2; a run that stopped itself (too many
+    non-finite steps) exit 1, as `physworld train` (physworld.cli, which this cannot import: the CLI
+    imports the recipes). `torchrun --no-python physworld train <recipe> ...` goes through the CLI itself.
+    """
     import argparse
     import sys
 
-    from physworld import cli
+    from physworld.training.loop_utils import TooManyBadSteps
 
     parser = argparse.ArgumentParser(prog=f"python -m physworld.recipes.{recipe.replace('-', '_')}")
     parser.add_argument(
@@ -228,14 +232,24 @@ def command_line(recipe: str, recipe_main) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=50")
     args = parser.parse_args()
-
-    def run() -> int:
+    try:
         summary = recipe_main(args.config, args.overrides, progress=not args.quiet)
-        if launch_rank() == 0:
-            print(summary)
-        return 0
-
-    sys.exit(cli._guarded(f"train {recipe}", run))
+    except Exception as e:
+        # physworld.data imports physworld.training, so its StoreError is looked up, not imported (a
+        # StoreError can only come from the loaded module).
+        store = sys.modules.get("physworld.data.store")
+        user_errors = (ValueError, OSError) + ((store.StoreError,) if store is not None else ())
+        if not isinstance(e, user_errors + (RuntimeError,)):
+            raise
+        if isinstance(e, RuntimeError):
+            if not isinstance(e.__cause__, TooManyBadSteps):
+                raise
+            print(f"{parser.prog}: stopped: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)  # ConfigError is a ValueError
+        sys.exit(2)
+    if launch_rank() == 0:
+        print(summary)
 
 
 class NullLogger:
