@@ -331,9 +331,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 "latest": str(latest),
                 "prepared": str(prepared),
             }
-            if (
-                main and not (out / "summary.json").exists()
-            ):  # killed between the last checkpoint and the summary
+            # killed between the last checkpoint and the summary: write it (rank 0 only)
+            if main and not (out / "summary.json").exists():
                 atomic_write_json(out / "summary.json", summary)
             return dict(summary, reused=True)
     if main:

@@ -236,9 +236,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 "output_dir": str(out),
                 "latest": str(latest),
             }
-            if (
-                main and not (out / "summary.json").exists()
-            ):  # killed between the last checkpoint and the summary
+            # killed between the last checkpoint and the summary: write it (rank 0 only)
+            if main and not (out / "summary.json").exists():
                 atomic_write_json(out / "summary.json", summary)
             return dict(summary, reused=True)
     if main:
