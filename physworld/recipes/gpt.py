@@ -405,10 +405,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     x, y, mask = data.batch(idx)
                     # The loss is a mean over the scored tokens, which ranks hold different numbers of:
                     # weighted so that DDP's average over ranks is the global batch's mean.
-                    scale = distributed.global_mean_scale(float(mask.sum())) / cfg.optim.grad_accum
+                    scale = distributed.global_mean_scale(float(mask.sum()))  # one process: 1.0
                     _, loss = train_forward(x, y, loss_mask=mask)
-                    (loss * scale).backward()
-                    loss_total += float(loss.detach()) * scale
+                    (loss * scale / cfg.optim.grad_accum).backward()
+                    loss_total += float(loss.detach()) * scale / cfg.optim.grad_accum
                     tokens_since += int((x != tokenizer.pad_id).sum())
                 (loss_total,) = distributed.mean_over_ranks({"loss": loss_total}).values()
                 if not guard.check(torch.tensor(loss_total), model):

@@ -300,7 +300,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     # each rank's mean is weighted to make DDP's average the global batch's mean.
                     dynamic = int((batch["body"][:, KINEMATIC] < 0.5).sum())
                     scale = distributed.global_mean_scale(dynamic)
-                    loss = train_loss(batch) * (scale / cfg.optim.grad_accum)
+                    loss = train_loss(batch) * scale / cfg.optim.grad_accum  # one process: scale 1.0
                     loss.backward()
                     loss_total += float(loss.detach())
                     samples_since += batch["num_graphs"]

@@ -223,9 +223,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     else:
         logger = distributed.NullLogger()
     distributed.barrier()  # every process has read `latest` before rank 0 may replace it
-    train_loss = distributed.wrap(
-        model, find_unused_parameters=False
-    )  # model.loss; DDP with several processes
+    # model.loss, through DDP with several processes (every parameter is used in every step)
+    train_loss = distributed.wrap(model, find_unused_parameters=False)
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
     plan = stage_plan(cfg.train)
 
@@ -273,12 +272,13 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     # them); ranks hold different numbers, so each rank's means are weighted to make
                     # DDP's average the global batch's mean.
                     dynamic = int((batch["body_mask"] & (batch["body"][..., KINEMATIC] < 0.5)).sum())
-                    scale = distributed.global_mean_scale(dynamic) / cfg.optim.grad_accum
+                    # (one process: scale 1.0, so the sums below are bit for bit those of before)
+                    scale, accum = distributed.global_mean_scale(dynamic), cfg.optim.grad_accum
                     loss, terms = train_loss(batch, terms=True)
-                    (loss * scale).backward()
-                    loss_total += float(loss.detach()) * scale
+                    (loss * scale / accum).backward()
+                    loss_total += float(loss.detach()) * scale / accum
                     for name, value in terms.items():
-                        terms_total[name] = terms_total.get(name, 0.0) + float(value.detach()) * scale
+                        terms_total[name] = terms_total.get(name, 0.0) + float(value.detach()) * scale / accum
                     frames_since += int(batch["body_mask"].sum()) * cfg.model.seq_len
                 terms_total = distributed.mean_over_ranks(dict(terms_total, loss=loss_total))
                 loss_total = terms_total.pop("loss")
