@@ -390,7 +390,9 @@ class PhysicsExpert(nn.Module):
         err = (pred - target)[dynamic]
         return err.square().mean() if err.numel() else pred.sum() * 0.0
 
-    def add_training_noise(self, batch: dict, noise_std: float, generator: torch.Generator) -> dict:
+    def add_training_noise(
+        self, batch: dict, noise_std: float, generator: torch.Generator, rows: tuple[int, int] | None = None
+    ) -> dict:
         """A copy of batch with random-walk noise on the velocity history of dynamic bodies.
 
         The noise at frame i of k is the sum of i + 1 Gaussian draws of std noise_std * velocity_std /
@@ -399,10 +401,15 @@ class PhysicsExpert(nn.Module):
         dt ((1 - c) n[i-1] + c n[i]) more, c = (K-1)/(2K) for K substeps). The target becomes
         target - n[t] / dt, so noisy v[t] + target * dt is still the clean v[t+1] (the model learns to
         correct the noise). batch["next"] is left as is. Randomness comes from `generator` only.
+        `rows=(offset, total)`: this batch is rows offset.. of a global batch of `total` rows split over
+        training processes; the draws for all `total` rows are made and this batch's slice kept, so
+        several processes add the noise one process would (training/distributed.global_rows).
         """
         history = batch["history"]  # [N, k, 6]
         n, k = history.shape[0], history.shape[1]
-        draws = torch.randn((n, k, 3), generator=generator, device=generator.device, dtype=torch.float32)
+        offset, total = (0, n) if rows is None else rows
+        draws = torch.randn((total, k, 3), generator=generator, device=generator.device, dtype=torch.float32)
+        draws = draws[offset : offset + n]
         draws = draws.to(device=history.device, dtype=history.dtype)
         sigma = noise_std * self.velocity_std.to(history.dtype) / k**0.5  # [3]
         noise = torch.cumsum(draws * sigma, dim=1)  # [N, k, 3]

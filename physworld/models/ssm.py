@@ -641,17 +641,29 @@ class PhysicsSSM(nn.Module):
 
     # ------------------------------------------------------------ training
 
-    def add_training_noise(self, batch: dict, generator: torch.Generator) -> dict:
+    def add_training_noise(
+        self,
+        batch: dict,
+        generator: torch.Generator,
+        rows: tuple[int, int] | None = None,
+        bodies: int | None = None,
+    ) -> dict:
         """A copy of batch with random-walk noise on the input velocities of dynamic bodies (the last
         frame, the target of the last step, stays clean): noise at input frame t is the sum of t + 1
         draws of std noise_std * velocity_std / sqrt(T), positions and angles re-integrated with the
         noisy velocities (c = (K-1)/(2K) for K substeps, as `integrate`), so the input is a consistent
         trajectory that drifts; the targets, computed from these inputs and the clean next frames, teach
-        the model to pull a drifted trajectory back."""
+        the model to pull a drifted trajectory back. `rows=(offset, total)` and `bodies` (the most bodies
+        of any sequence): this batch is rows offset.. of a global batch split over training processes;
+        the global batch's draws are made and this batch's part kept, so several processes add the noise
+        one process would (training/distributed.global_rows)."""
         states = batch["states"]  # [B, T+1, N, 6]
         b, steps, n, _ = states.shape
         t = steps - 1
-        draws = torch.randn((b, t, n, 3), generator=generator, dtype=torch.float32).to(states.dtype)
+        offset, total = (0, b) if rows is None else rows
+        width = n if bodies is None else bodies
+        draws = torch.randn((total, t, width, 3), generator=generator, dtype=torch.float32)
+        draws = draws[offset : offset + b, :, :n].to(states.dtype)
         noise = torch.cumsum(
             draws * (self.config.noise_std * self.velocity_std / t**0.5), dim=1
         )  # [B, T, N, 3]

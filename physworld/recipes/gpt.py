@@ -35,6 +35,7 @@ from physworld.fileio import (
     remove_stale_temporaries,
 )
 from physworld.models.gpt import GPT, PRESETS, GPTConfig
+from physworld.training import distributed
 from physworld.training.checkpoint import CheckpointManager, check_resume, restore
 from physworld.training.common import (
     OptimConfig,
@@ -268,8 +269,11 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         stride=cfg.data.stride,
         progress=progress,
     )
+    main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
+    prep["progress"] = progress and main
     train_manifest = Dataset(cfg.data.train_dir).manifest
-    prepared = prepare_examples(cfg.data.train_dir, **prep)
+    with distributed.main_first():  # rank 0 prepares the examples, the other processes then read them
+        prepared = prepare_examples(cfg.data.train_dir, **prep)
     train_types = [
         t for t in resolve_types(cfg.data.scenario_types) if t in train_manifest["scenes_per_type"]
     ]
@@ -283,9 +287,9 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     )
     val = None
     if cfg.data.val_dir:
-        val = Examples(
-            prepare_examples(cfg.data.val_dir, **prep), tokenizer, whole_sequence=cfg.data.whole_sequence_loss
-        )
+        with distributed.main_first():
+            val_prepared = prepare_examples(cfg.data.val_dir, **prep)
+        val = Examples(val_prepared, tokenizer, whole_sequence=cfg.data.whole_sequence_loss)
         pick = np.random.default_rng(cfg.train.seed).permutation(len(val))[: cfg.data.val_examples]
         val_batches = [
             val.batch(pick[i : i + cfg.data.batch_size]) for i in range(0, len(pick), cfg.data.batch_size)
@@ -327,19 +331,26 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 "latest": str(latest),
                 "prepared": str(prepared),
             }
-            if not (out / "summary.json").exists():  # killed between the last checkpoint and the summary
+            # killed between the last checkpoint and the summary: write it (rank 0 only)
+            if main and not (out / "summary.json").exists():
                 atomic_write_json(out / "summary.json", summary)
             return dict(summary, reused=True)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
-    logger = MetricLogger(
-        out,
-        tensorboard=cfg.train.tensorboard,
-        wandb_project=cfg.train.wandb_project,
-        wandb_config=config_to_dict(cfg),
-        resume_step=step if latest is not None else None,
-    )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
+        logger = MetricLogger(
+            out,
+            tensorboard=cfg.train.tensorboard,
+            wandb_project=cfg.train.wandb_project,
+            wandb_config=config_to_dict(cfg),
+            resume_step=step if latest is not None else None,
+        )
+    else:
+        logger = distributed.NullLogger()
+    distributed.barrier()  # every process has read `latest` before rank 0 may replace it
+    # model(x, y, loss_mask) through DDP with several processes; every parameter is used each step.
+    train_forward = distributed.wrap(model, method="forward", find_unused_parameters=False)
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
 
     def save(kind, name=None, metric=None):
@@ -347,12 +358,16 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
             run_info,
             train_state={"step": step, "stage": stage_index, "position": dict(position), "best": best},
         )
+        if not main:  # rank 0 writes; the others wait until the file is complete
+            distributed.barrier()
+            return
         if kind == "latest":
             ckpts.save_latest(model, optimizer, extra=extra)
         elif kind == "best":
             ckpts.save_best(metric, model, optimizer, extra=extra)
         else:
             ckpts.save_named(name, model, optimizer, extra=extra)
+        distributed.barrier()
 
     @torch.no_grad()
     def validate() -> float:
@@ -361,7 +376,9 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         model.train()
         return float(np.mean(losses))
 
-    bar = progress_bar(total=cfg.train.max_steps, initial=step, desc="train gpt") if progress else None
+    bar = (
+        progress_bar(total=cfg.train.max_steps, initial=step, desc="train gpt") if progress and main else None
+    )
     model.train()
     try:
         while stage_index < len(plan):
@@ -383,11 +400,17 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                         order = windows.epoch_permutation(len(data), seed=seed, epoch=position["epoch"])
                     idx = order[position["sample"] : position["sample"] + cfg.data.batch_size]
                     position["sample"] += cfg.data.batch_size
+                    # data.batch_size is the global batch: each process takes its slice of it.
+                    (idx,) = distributed.shard_batches(idx, cfg.data.batch_size)
                     x, y, mask = data.batch(idx)
-                    _, loss = model(x, y, loss_mask=mask)
-                    (loss / cfg.optim.grad_accum).backward()
-                    loss_total += float(loss.detach()) / cfg.optim.grad_accum
+                    # The loss is a mean over the scored tokens, which ranks hold different numbers of:
+                    # weighted so that DDP's average over ranks is the global batch's mean.
+                    scale = distributed.global_mean_scale(float(mask.sum()))  # one process: 1.0
+                    _, loss = train_forward(x, y, loss_mask=mask)
+                    (loss * scale / cfg.optim.grad_accum).backward()
+                    loss_total += float(loss.detach()) * scale / cfg.optim.grad_accum
                     tokens_since += int((x != tokenizer.pad_id).sum())
+                (loss_total,) = distributed.mean_over_ranks({"loss": loss_total}).values()
                 if not guard.check(torch.tensor(loss_total), model):
                     optimizer.zero_grad(set_to_none=True)
                     logger.log(step, skipped_nonfinite=guard.bad_steps_total)
@@ -404,6 +427,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     bar.set_postfix(loss=f"{loss_total:.4f}", stage=stage_index + 1)
                 if step % cfg.train.log_every == 0 or step == stage_end:
                     now = time.perf_counter()
+                    tokens_since = distributed.mean_over_ranks({"tokens": tokens_since})["tokens"]
+                    tokens_since *= distributed.world_size()  # the tokens of every process
                     logger.log(
                         step,
                         loss=loss_total,
@@ -446,9 +471,22 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "latest": str(ckpts.latest_path()),
         "prepared": str(prepared),
     }
-    atomic_write_json(out / "summary.json", summary)
+    if main:
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
-    return train(load_config(config_path, RecipeConfig, overrides), progress=progress)
+    cfg = load_config(config_path, RecipeConfig, overrides)
+    distributed.setup("cpu")  # under torchrun: join the process group (gloo; this recipe runs on CPU)
+    try:
+        summary = train(cfg, progress=progress)
+    except BaseException:
+        distributed.teardown(wait=False)  # torchrun stops the other processes
+        raise
+    distributed.teardown()
+    return summary
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m physworld.recipes.gpt --config ...
+    distributed.command_line("gpt", main)

@@ -98,6 +98,7 @@ from physworld.models.lm import (  # noqa: F401  (DEFAULT_BASE_MODEL, _looks_lik
     verify_adapter,
 )
 from physworld.models.lm import token_ids as _ids
+from physworld.training import distributed
 from physworld.training.checkpoint import CheckpointDamaged, load_checkpoint, restore, save_checkpoint
 from physworld.training.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
 from physworld.training.loop_utils import (
@@ -829,7 +830,9 @@ def load_adapter_weights(model: torch.nn.Module, path: Path) -> None:
 def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     from accelerate import Accelerator
 
-    accelerator = Accelerator()
+    # Under torchrun on a machine without CUDA, Accelerator would see one process (and every process
+    # would write the same files); cpu=True makes it join torchrun's process group over gloo.
+    accelerator = Accelerator(cpu=distributed.launched() and not torch.cuda.is_available())
     main_process = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader
 from physworld.data import windows
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_json, check_output_path, remove_stale_temporaries
-from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig, integrate
+from physworld.models.physics_expert import KINEMATIC, PhysicsExpert, PhysicsExpertConfig, integrate
+from physworld.training import distributed
 from physworld.training.checkpoint import CheckpointManager, check_resume, restore
 from physworld.training.common import (
     OptimConfig,
@@ -99,13 +100,13 @@ class RecipeConfig:
 
 def make_loader(dataset, cfg: RecipeConfig, seed: int, epoch: int, start: int) -> DataLoader:
     sampler = windows.EpochSampler(len(dataset), seed=seed, epoch=epoch, start=start)
+    # data.batch_size is the global batch: with several processes each takes its slice of every batch
+    # (one process: the batches of batch_size with drop_last, as before).
     # Its own generator: a DataLoader draws a worker base seed each time it starts iterating, which
     # would otherwise advance the global RNG differently in a resumed run.
     return DataLoader(
         dataset,
-        batch_size=cfg.data.batch_size,
-        sampler=sampler,
-        drop_last=True,
+        batch_sampler=distributed.shard_batches(sampler, cfg.data.batch_size),
         num_workers=cfg.data.num_workers,
         collate_fn=windows.collate_graphs,
         persistent_workers=False,
@@ -152,7 +153,8 @@ def evaluate(model: PhysicsExpert, val_batches: list) -> dict:
 def validation_batches(cfg: RecipeConfig, history: int) -> list:
     if not cfg.data.val_dir:
         return []
-    prepared = windows.prepare(cfg.data.val_dir, progress=False)
+    with distributed.main_first():  # rank 0 prepares the cache, the other processes then read it
+        prepared = windows.prepare(cfg.data.val_dir, progress=False)
     types = _dataset_types(cfg.data.val_dir, cfg.data.scenario_types)
     val = windows.WindowDataset(prepared, history=history, scenario_types=types)
     order = np.random.default_rng(cfg.train.seed).permutation(len(val))[: cfg.data.val_windows]
@@ -187,7 +189,9 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
     train_types = _dataset_types(cfg.data.train_dir, cfg.data.scenario_types)
-    prepared = windows.prepare(cfg.data.train_dir, progress=progress)
+    main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
+    with distributed.main_first():
+        prepared = windows.prepare(cfg.data.train_dir, progress=progress and main)
     plan = stage_plan(cfg.train)
     check_stages(
         plan,
@@ -204,6 +208,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 
     model = PhysicsExpert(cfg.model, stats={k: torch.as_tensor(v) for k, v in stats.items()})
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    # One noise stream for every process: each draws the global batch's noise and keeps its rows.
     noise_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     ckpts = CheckpointManager(out / "checkpoints")
     run_info = {
@@ -231,19 +236,25 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 "output_dir": str(out),
                 "latest": str(latest),
             }
-            if not (out / "summary.json").exists():  # killed between the last checkpoint and the summary
+            # killed between the last checkpoint and the summary: write it (rank 0 only)
+            if main and not (out / "summary.json").exists():
                 atomic_write_json(out / "summary.json", summary)
             return dict(summary, reused=True)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
-    logger = MetricLogger(
-        out,
-        tensorboard=cfg.train.tensorboard,
-        wandb_project=cfg.train.wandb_project,
-        wandb_config=config_to_dict(cfg),
-        resume_step=step if latest is not None else None,
-    )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
+        logger = MetricLogger(
+            out,
+            tensorboard=cfg.train.tensorboard,
+            wandb_project=cfg.train.wandb_project,
+            wandb_config=config_to_dict(cfg),
+            resume_step=step if latest is not None else None,
+        )
+    else:
+        logger = distributed.NullLogger()
+    distributed.barrier()  # every process has read `latest` before rank 0 may replace it
+    train_loss = distributed.wrap(model)  # model.loss; through DDP with several processes
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
 
     def save(kind: str, name: str | None = None, metric: float | None = None):
@@ -252,16 +263,20 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
             train_state={"step": step, "stage": stage_index, "position": dict(position), "best": best},
         )
         kwargs = dict(model=model, optimizer=optimizer, extra=extra, extra_generators={"noise": noise_gen})
+        if not main:  # rank 0 writes; the others wait until the file is complete
+            distributed.barrier()
+            return
         if kind == "latest":
             ckpts.save_latest(**kwargs)
         elif kind == "best":
             ckpts.save_best(metric, **kwargs)
         else:
             ckpts.save_named(name, **kwargs)
+        distributed.barrier()
 
     bar = (
         progress_bar(total=cfg.train.max_steps, initial=step, desc="train physics-expert")
-        if progress
+        if progress and main
         else None
     )
     model.train()
@@ -278,11 +293,18 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 loss_total = 0.0
                 for _ in range(cfg.optim.grad_accum):
-                    batch = model.add_training_noise(next(stream), cfg.model.noise_std, noise_gen)
-                    loss = model.loss(batch) / cfg.optim.grad_accum
+                    batch = next(stream)
+                    rows = distributed.global_rows(batch["history"].shape[0])
+                    batch = model.add_training_noise(batch, cfg.model.noise_std, noise_gen, rows=rows)
+                    # The loss is a mean over dynamic bodies; ranks hold different numbers of them, so
+                    # each rank's mean is weighted to make DDP's average the global batch's mean.
+                    dynamic = int((batch["body"][:, KINEMATIC] < 0.5).sum())
+                    scale = distributed.global_mean_scale(dynamic)
+                    loss = train_loss(batch) * scale / cfg.optim.grad_accum  # one process: scale 1.0
                     loss.backward()
                     loss_total += float(loss.detach())
                     samples_since += batch["num_graphs"]
+                (loss_total,) = distributed.mean_over_ranks({"loss": loss_total}).values()
                 if not guard.check(torch.tensor(loss_total), model):
                     # A non-finite loss or gradient: skip the update, keep the weights. The guard
                     # raises TooManyBadSteps after max_bad_steps in a row.
@@ -301,6 +323,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     bar.set_postfix(loss=f"{loss_total:.4f}", stage=stage_index + 1)
                 if step % cfg.train.log_every == 0 or step == stage_end:
                     now = time.perf_counter()
+                    samples_since *= distributed.world_size()  # every rank took as many windows
                     logger.log(
                         step,
                         loss=loss_total,
@@ -342,10 +365,22 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "output_dir": str(out),
         "latest": str(ckpts.latest_path()),
     }
-    atomic_write_json(out / "summary.json", summary)
+    if main:
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
     cfg = load_config(config_path, RecipeConfig, overrides)
-    return train(cfg, progress=progress)
+    distributed.setup("cpu")  # under torchrun: join the process group (gloo; this recipe runs on CPU)
+    try:
+        summary = train(cfg, progress=progress)
+    except BaseException:
+        distributed.teardown(wait=False)  # torchrun stops the other processes
+        raise
+    distributed.teardown()
+    return summary
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m physworld.recipes.physics_expert --config ...
+    distributed.command_line("physics-expert", main)

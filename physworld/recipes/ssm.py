@@ -34,6 +34,7 @@ from physworld.data import windows
 from physworld.data.store import Dataset
 from physworld.fileio import atomic_write_json, remove_stale_temporaries
 from physworld.models.ssm import KINEMATIC, PhysicsSSM, SSMConfig, collate_sequences, integrate
+from physworld.training import distributed
 from physworld.training.checkpoint import CheckpointManager, load_checkpoint, restore
 from physworld.training.common import OptimConfig, TrainConfig, stage_plan
 from physworld.training.config import config_to_dict, load_config, save_config
@@ -84,13 +85,12 @@ class RecipeConfig:
 
 def make_loader(dataset, cfg: RecipeConfig, seed: int, epoch: int, start: int) -> DataLoader:
     sampler = windows.EpochSampler(len(dataset), seed=seed, epoch=epoch, start=start)
+    # data.batch_size is the global batch: with several processes each takes its slice of every batch.
     # Its own generator: a DataLoader draws a worker base seed each time it starts iterating, which
     # would otherwise advance the global RNG differently in a resumed run.
     return DataLoader(
         dataset,
-        batch_size=cfg.data.batch_size,
-        sampler=sampler,
-        drop_last=True,
+        batch_sampler=distributed.shard_batches(sampler, cfg.data.batch_size),
         num_workers=cfg.data.num_workers,
         collate_fn=collate_sequences,
         persistent_workers=False,
@@ -141,7 +141,8 @@ def evaluate(model: PhysicsSSM, val_batches: list) -> dict:
 def validation_batches(cfg: RecipeConfig) -> list:
     if not cfg.data.val_dir:
         return []
-    prepared = windows.prepare(cfg.data.val_dir, progress=False)
+    with distributed.main_first():  # rank 0 prepares the cache, the other processes then read it
+        prepared = windows.prepare(cfg.data.val_dir, progress=False)
     types = _dataset_types(cfg.data.val_dir, cfg.data.scenario_types)
     val = windows.WindowDataset(prepared, history=cfg.model.seq_len, scenario_types=types)
     if len(val) == 0:
@@ -171,15 +172,18 @@ def _dataset_types(data_dir, requested) -> list[str]:
 
 def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     set_deterministic(cfg.train.deterministic)
 
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
-    prepared = windows.prepare(cfg.data.train_dir, progress=progress)
+    with distributed.main_first():
+        prepared = windows.prepare(cfg.data.train_dir, progress=progress and main)
     train_types = _dataset_types(cfg.data.train_dir, cfg.data.scenario_types)
     stats = windows.load_stats(prepared)
     val_batches = validation_batches(cfg)
@@ -188,7 +192,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     noise_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     ckpts = CheckpointManager(out / "checkpoints")
-    remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
+    if main:
+        remove_stale_temporaries(ckpts.directory)  # a kill mid-save leaves one; this run owns the directory
     run_info = {
         "recipe": RECIPE,
         "model_config": config_to_dict(cfg.model),
@@ -207,13 +212,19 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         )
         state = meta["extra"]["train_state"]
         step, stage_index, position, best = state["step"], state["stage"], state["position"], state["best"]
-    logger = MetricLogger(
-        out,
-        tensorboard=cfg.train.tensorboard,
-        wandb_project=cfg.train.wandb_project,
-        wandb_config=config_to_dict(cfg),
-        resume_step=step if latest is not None else None,
-    )
+    if main:
+        logger = MetricLogger(
+            out,
+            tensorboard=cfg.train.tensorboard,
+            wandb_project=cfg.train.wandb_project,
+            wandb_config=config_to_dict(cfg),
+            resume_step=step if latest is not None else None,
+        )
+    else:
+        logger = distributed.NullLogger()
+    distributed.barrier()  # every process has read `latest` before rank 0 may replace it
+    # model.loss, through DDP with several processes (every parameter is used in every step)
+    train_loss = distributed.wrap(model, find_unused_parameters=False)
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
     plan = stage_plan(cfg.train)
 
@@ -223,14 +234,20 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
             train_state={"step": step, "stage": stage_index, "position": dict(position), "best": best},
         )
         kwargs = dict(model=model, optimizer=optimizer, extra=extra, extra_generators={"noise": noise_gen})
+        if not main:  # rank 0 writes; the others wait until the file is complete
+            distributed.barrier()
+            return
         if kind == "latest":
             ckpts.save_latest(**kwargs)
         elif kind == "best":
             ckpts.save_best(metric, **kwargs)
         else:
             ckpts.save_named(name, **kwargs)
+        distributed.barrier()
 
-    bar = progress_bar(total=cfg.train.max_steps, initial=step, desc="train ssm") if progress else None
+    bar = (
+        progress_bar(total=cfg.train.max_steps, initial=step, desc="train ssm") if progress and main else None
+    )
     model.train()
     try:
         while stage_index < len(plan):
@@ -248,15 +265,23 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 for _ in range(cfg.optim.grad_accum):
                     batch = next(stream)
                     if cfg.model.noise_std > 0:
-                        batch = model.add_training_noise(batch, noise_gen)
-                    loss, terms = model.loss(batch, terms=True)
-                    (loss / cfg.optim.grad_accum).backward()
-                    loss_total += float(loss.detach()) / cfg.optim.grad_accum
+                        rows = distributed.global_rows(batch["states"].shape[0])
+                        bodies = distributed.global_max(batch["states"].shape[2])
+                        batch = model.add_training_noise(batch, noise_gen, rows=rows, bodies=bodies)
+                    # Every loss term is a mean over dynamic body-frames (jerk: over a fixed share of
+                    # them); ranks hold different numbers, so each rank's means are weighted to make
+                    # DDP's average the global batch's mean.
+                    dynamic = int((batch["body_mask"] & (batch["body"][..., KINEMATIC] < 0.5)).sum())
+                    # (one process: scale 1.0, so the sums below are bit for bit those of before)
+                    scale, accum = distributed.global_mean_scale(dynamic), cfg.optim.grad_accum
+                    loss, terms = train_loss(batch, terms=True)
+                    (loss * scale / accum).backward()
+                    loss_total += float(loss.detach()) * scale / accum
                     for name, value in terms.items():
-                        terms_total[name] = (
-                            terms_total.get(name, 0.0) + float(value.detach()) / cfg.optim.grad_accum
-                        )
+                        terms_total[name] = terms_total.get(name, 0.0) + float(value.detach()) * scale / accum
                     frames_since += int(batch["body_mask"].sum()) * cfg.model.seq_len
+                terms_total = distributed.mean_over_ranks(dict(terms_total, loss=loss_total))
+                loss_total = terms_total.pop("loss")
                 if not guard.check(torch.tensor(loss_total), model):
                     # A non-finite loss or gradient: skip the update, keep the weights. The guard
                     # raises TooManyBadSteps after max_bad_steps in a row.
@@ -275,6 +300,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                     bar.set_postfix(loss=f"{loss_total:.4f}", stage=stage_index + 1)
                 if step % cfg.train.log_every == 0 or step == stage_end:
                     now = time.perf_counter()
+                    frames_since = distributed.mean_over_ranks({"frames": frames_since})["frames"]
+                    frames_since *= distributed.world_size()  # the frames of every process
                     logger.log(
                         step,
                         loss=loss_total,
@@ -317,10 +344,22 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "output_dir": str(out),
         "latest": str(ckpts.latest_path()),
     }
-    atomic_write_json(out / "summary.json", summary)
+    if main:
+        atomic_write_json(out / "summary.json", summary)
     return summary
 
 
 def main(config_path: str, overrides: list[str], progress: bool = True) -> dict:
     cfg = load_config(config_path, RecipeConfig, overrides)
-    return train(cfg, progress=progress)
+    distributed.setup("cpu")  # under torchrun: join the process group (gloo; this recipe runs on CPU)
+    try:
+        summary = train(cfg, progress=progress)
+    except BaseException:
+        distributed.teardown(wait=False)  # torchrun stops the other processes
+        raise
+    distributed.teardown()
+    return summary
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m physworld.recipes.ssm --config ...
+    distributed.command_line("ssm", main)
