@@ -38,7 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-OLD_REF = "71cd50756229df321542e749ff48306267fae959"  # before issue 10: the string-built report, two-panel GIFs
+OLD_REF = (
+    "71cd50756229df321542e749ff48306267fae959"  # before issue 10: the string-built report, two-panel GIFs
+)
 HORIZONS, ROLLOUT = [1, 5, 10, 20], 20
 BASELINES = {"constant_position": 1.0, "constant_velocity": 0.6, "ballistic": 0.405, "chaos_floor": 0.002}
 
