@@ -724,3 +724,18 @@ class Dataset:
             elif sha256_file(path) != entry["sha256"]:
                 problems.append(f"{path}: sha256 does not match the manifest (corrupted or modified)")
         return problems
+
+
+def present_types(data_dir, requested) -> list[str]:
+    """The requested scenario types (names, categories, `seen`, ...) that the dataset at data_dir
+    holds, in the library's order; ValueError naming what it holds when it holds none of them."""
+    from physworld.worlds.registry import resolve_types
+
+    present = Dataset(data_dir).manifest["scenes_per_type"]
+    types = [t for t in resolve_types(requested) if t in present]
+    if not types:
+        raise ValueError(
+            f"{data_dir} holds none of the requested scenario types {list(requested)}; "
+            f"it has {', '.join(present)}"
+        )
+    return types

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from physworld.data import windows
-from physworld.data.store import Dataset
+from physworld.data.store import Dataset, present_types
 from physworld.fileio import atomic_write_json, check_output_path, remove_stale_temporaries
 from physworld.models.physics_expert import KINEMATIC, PhysicsExpert, PhysicsExpertConfig, integrate
 from physworld.training import distributed
@@ -155,23 +155,12 @@ def validation_batches(cfg: RecipeConfig, history: int) -> list:
         return []
     with distributed.main_first():  # rank 0 prepares the cache, the other processes then read it
         prepared = windows.prepare(cfg.data.val_dir, progress=False)
-    types = _dataset_types(cfg.data.val_dir, cfg.data.scenario_types)
+    types = present_types(cfg.data.val_dir, cfg.data.scenario_types)
     val = windows.WindowDataset(prepared, history=history, scenario_types=types)
     order = np.random.default_rng(cfg.train.seed).permutation(len(val))[: cfg.data.val_windows]
     samples = [val[int(i)] for i in np.sort(order)]
     size = cfg.data.batch_size
     return [windows.collate_graphs(samples[i : i + size]) for i in range(0, len(samples), size)]
-
-
-def _dataset_types(data_dir, requested) -> list[str]:
-    present = Dataset(data_dir).manifest["scenes_per_type"]
-    types = [t for t in resolve_types(requested) if t in present]
-    if not types:
-        raise ValueError(
-            f"{data_dir} holds none of the requested scenario types {list(requested)}; "
-            f"it has {', '.join(present)}"
-        )
-    return types
 
 
 # ---------------------------------------------------------------- the recipe
@@ -188,7 +177,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     set_deterministic(cfg.train.deterministic)
 
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
-    train_types = _dataset_types(cfg.data.train_dir, cfg.data.scenario_types)
+    train_types = present_types(cfg.data.train_dir, cfg.data.scenario_types)
     main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
     with distributed.main_first():
         prepared = windows.prepare(cfg.data.train_dir, progress=progress and main)

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from physworld.data import windows
-from physworld.data.store import Dataset
+from physworld.data.store import Dataset, present_types
 from physworld.fileio import atomic_write_json, remove_stale_temporaries
 from physworld.models.ssm import KINEMATIC, PhysicsSSM, SSMConfig, collate_sequences, integrate
 from physworld.training import distributed
@@ -143,7 +143,7 @@ def validation_batches(cfg: RecipeConfig) -> list:
         return []
     with distributed.main_first():  # rank 0 prepares the cache, the other processes then read it
         prepared = windows.prepare(cfg.data.val_dir, progress=False)
-    types = _dataset_types(cfg.data.val_dir, cfg.data.scenario_types)
+    types = present_types(cfg.data.val_dir, cfg.data.scenario_types)
     val = windows.WindowDataset(prepared, history=cfg.model.seq_len, scenario_types=types)
     if len(val) == 0:
         raise ValueError(
@@ -154,17 +154,6 @@ def validation_batches(cfg: RecipeConfig) -> list:
     samples = [val[int(i)] for i in np.sort(order)]
     size = cfg.data.batch_size
     return [collate_sequences(samples[i : i + size]) for i in range(0, len(samples), size)]
-
-
-def _dataset_types(data_dir, requested) -> list[str]:
-    present = Dataset(data_dir).manifest["scenes_per_type"]
-    types = [t for t in resolve_types(requested) if t in present]
-    if not types:
-        raise ValueError(
-            f"{data_dir} holds none of the requested scenario types {list(requested)}; "
-            f"it has {', '.join(present)}"
-        )
-    return types
 
 
 # ---------------------------------------------------------------- the recipe
@@ -184,7 +173,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
     with distributed.main_first():
         prepared = windows.prepare(cfg.data.train_dir, progress=progress and main)
-    train_types = _dataset_types(cfg.data.train_dir, cfg.data.scenario_types)
+    train_types = present_types(cfg.data.train_dir, cfg.data.scenario_types)
     stats = windows.load_stats(prepared)
     val_batches = validation_batches(cfg)
 
