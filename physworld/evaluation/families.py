@@ -109,6 +109,12 @@ FAMILIES: dict[str, dict] = {
 }
 
 
+# Recipes that train something other than a trajectory predictor (an encoder, a captioner, a parser):
+# no load_predictor and no leaderboard row, but `physworld train <name>` runs them like the others.
+# One line each: "train name": "recipe module".
+RECIPES: dict[str, str] = {}
+
+
 def entry(name: str) -> dict:
     """A family's entry by its name or an alias; ValueError naming the choices otherwise."""
     for key, fam in FAMILIES.items():
@@ -124,7 +130,7 @@ def model_choices() -> list[str]:
 
 def train_recipes() -> dict[str, str]:
     """`physworld train <name>` -> the recipe module it runs."""
-    return {fam.get("train", key): fam["recipe"] for key, fam in FAMILIES.items()}
+    return {**{fam.get("train", key): fam["recipe"] for key, fam in FAMILIES.items()}, **RECIPES}
 
 
 def checkpoint_family(checkpoint) -> str | None:
