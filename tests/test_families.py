@@ -35,6 +35,34 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# (seen type, held-out type) of each dimension's evaluation scenes; 3D families use the 3D datasets.
+EVAL_TYPES = {2: ("pendulum", "pong"), 3: ("pendulum_3d", "ramp_roll_3d")}
+
+
+@pytest.fixture(scope="module")
+def data3d(tmp_path_factory):
+    """The 3D counterpart of `data` (PyBullet scenes) for families with dims 3."""
+    pytest.importorskip("pybullet")
+    root = tmp_path_factory.mktemp("families3d")
+    common = {"frames_per_scene": 24, "difficulty_range": (1, 1)}
+    generate(
+        GenerateConfig(scenario_types=("pendulum_3d", "billiards_3d"), num_scenes_per_type=2, **common),
+        root / "train",
+        progress=False,
+    )
+    generate(
+        GenerateConfig(scenario_types=EVAL_TYPES[3], num_scenes_per_type=1, seed=3, **common),
+        root / "val",
+        progress=False,
+    )
+    return root
+
+
+def family_data(name: str, request) -> Path:
+    """The datasets a family trains and is evaluated on: 2D, or 3D for a family with dims 3."""
+    return request.getfixturevalue("data3d" if FAMILIES[name].get("dims", 2) == 3 else "data")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Training scenes of two types (difficulty 1: the LoRA recipe's first curriculum stage), and
@@ -145,7 +173,9 @@ def test_every_entry_names_real_files():
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_family_trains_evaluates_and_reports(name, data, capsys):
+def test_family_trains_evaluates_and_reports(name, request, capsys):
+    data = family_data(name, request)
+    seen, heldout = EVAL_TYPES[FAMILIES[name].get("dims", 2)]
     checkpoint = trained_checkpoint(name, data)
     assert checkpoint_family(checkpoint) == name
     out = data / "eval" / name
@@ -156,20 +186,21 @@ def test_family_trains_evaluates_and_reports(name, data, capsys):
         assert f"{stage}: 100%" in bars, f"no progress bar for {stage}"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["name"] == name
-    assert metrics["dataset"]["seen_types"] == ["pendulum"] and metrics["dataset"]["heldout_types"] == [
-        "pong"
-    ]
+    assert metrics["dataset"]["seen_types"] == [seen] and metrics["dataset"]["heldout_types"] == [heldout]
     assert set(metrics["methods"]) >= {"model", "constant_velocity", "ballistic", "chaos_floor"}
     model = metrics["aggregate"]["all"]["model"]
-    assert set(model["position_error_px"]) == {"1", "all"}
+    assert set(model[metrics["settings"]["units"]["error"]]) == {"1", "all"}
     assert 0 <= model["parse_failures"] <= 3 * metrics["dataset"]["num_scenes"]
-    assert sorted(p.name for p in (out / "comparison_gifs").iterdir()) == ["pendulum_cmp.gif", "pong_cmp.gif"]
+    assert sorted(p.name for p in (out / "comparison_gifs").iterdir()) == [
+        f"{seen}_cmp.gif",
+        f"{heldout}_cmp.gif",
+    ]
     assert (out / "predictions" / "manifest.json").is_file()
 
     report = out / "report.html"
     assert main(["report", str(out), "--output", str(report)]) == 0
     html = report.read_text(encoding="utf-8")
-    assert "Held-out types" in html and "pong" in html and "data:image/gif;base64," in html
+    assert "Held-out types" in html and heldout in html and "data:image/gif;base64," in html
     assert "baseline" in html  # the verdicts compare with the baselines, whatever they say
 
 

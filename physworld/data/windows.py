@@ -20,6 +20,11 @@ Every file is written atomically and meta.json last, so a directory with a meta.
 an interrupted preparation is simply redone by the next call; a call on an up-to-date preparation
 returns at once.
 
+3D datasets (PyBullet, states [frames, bodies, 13]) are prepared the same way with `prepare(data_dir,
+dims=3)`: the arrays then have the 3D widths of `windows3d.py` (`layout(3)`), and meta.json says
+`"dims": 3`. A call with the other `dims` than the dataset's is refused in one line naming the family
+that reads it.
+
 `WindowDataset(prepared_dir, history)` is a torch Dataset over every window (scene, t) with
 t in [history - 1, num_frames - 2]; `collate_graphs` batches its samples; `EpochSampler` orders them
 reproducibly and resumably. Evaluation rollouts build the same samples from predicted states with
@@ -42,8 +47,10 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
+from physworld.data import windows3d
 from physworld.data.store import MANIFEST, MANIFEST_LIMIT, Dataset, StoreError, regular_file_problem
 from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from physworld.worlds.bullet import STATE_FIELDS_3D
 from physworld.worlds.engine import STATE_FIELDS
 from physworld.worlds.spec import body_extent
 
@@ -85,7 +92,9 @@ SCENE_FLOAT_FIELDS = ("dt", "gravity_x", "gravity_y")
 STAT_KEYS = ("velocity_mean", "velocity_std", "accel_mean", "accel_std")
 STD_FLOOR = 1e-3  # px/s, rad/s, px/s^2, rad/s^2: keeps normalisation finite for a constant quantity
 
-_KINEMATIC = BODY_FEATURES.index("kinematic")
+# The kinematic flag is the last body feature in 2D and 3D alike (read as column -1 below).
+assert BODY_FEATURES[-1] == "kinematic" and windows3d.BODY_FEATURES_3D[-1] == "kinematic"
+_KINEMATIC = -1
 _C = {name: k for k, name in enumerate(SCENE_FIELDS)}
 _ARRAYS = (
     "states",
@@ -101,6 +110,40 @@ _ARRAYS = (
 
 class PreparedError(StoreError):
     """A prepared directory that is missing, incomplete or stale; the message says what to run."""
+
+
+def layout(dims: int) -> dict:
+    """The widths of a 2D or a 3D preparation: state columns, the velocity columns (`motion`), the
+    body, static and scene-float feature names, the joint anchor width, and the scene_arrays function."""
+    if dims == 3:
+        return {
+            "dims": 3,
+            "state_fields": STATE_FIELDS_3D,
+            "motion": windows3d.MOTION_3D,
+            "body": windows3d.BODY_FEATURES_3D,
+            "statics": windows3d.STATIC_FEATURES_3D,
+            "joint_kinds": windows3d.JOINT_KINDS_3D,
+            "anchor": windows3d.ANCHOR_WIDTH_3D,
+            "scene_float": windows3d.SCENE_FLOAT_FIELDS_3D,
+            "scene_arrays": windows3d.scene_arrays_3d,
+        }
+    if dims == 2:
+        return {
+            "dims": 2,
+            "state_fields": STATE_FIELDS,
+            "motion": slice(3, 6),
+            "body": BODY_FEATURES,
+            "statics": STATIC_FEATURES,
+            "joint_kinds": JOINT_KINDS,
+            "anchor": 4,
+            "scene_float": SCENE_FLOAT_FIELDS,
+            "scene_arrays": scene_arrays,
+        }
+    raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+
+
+def spec_dims(spec: dict) -> int:
+    return 3 if spec.get("world", {}).get("dims", 2) == 3 else 2
 
 
 # ---------------------------------------------------------------- the static part of a graph
@@ -202,22 +245,25 @@ def graph_from_scene(
     t: int | None = None,
     arrays: dict | None = None,
 ) -> dict:
-    """A sample dict (GRAPH_BATCH.md) for a rollout: `history_states` [k, N, 6] are the last k frames,
-    oldest first. With `next_state` [N, 6], next and target come from it; without, both are zeros.
-    `arrays` may pass scene_arrays(spec), computed once per rollout; t defaults to k - 1."""
-    static = arrays if arrays is not None else scene_arrays(spec)
+    """A sample dict (GRAPH_BATCH.md) for a rollout: `history_states` [k, N, 6] (3D: [k, N, 13]) are
+    the last k frames, oldest first. With `next_state` [N, 6], next and target come from it; without,
+    both are zeros. `arrays` may pass scene_arrays(spec) (3D: scene_arrays_3d), computed once per
+    rollout; t defaults to k - 1."""
+    lay = layout(spec_dims(spec))
+    width, motion = len(lay["state_fields"]), lay["motion"]
+    static = arrays if arrays is not None else lay["scene_arrays"](spec)
     hist = np.asarray(history_states, dtype=np.float32)
-    if hist.ndim != 3 or hist.shape[2] != len(STATE_FIELDS) or hist.shape[1] != len(static["body"]):
+    if hist.ndim != 3 or hist.shape[2] != width or hist.shape[1] != len(static["body"]):
         raise ValueError(
-            f"history_states must be [k, {len(static['body'])}, 6] for this spec, got {list(hist.shape)}"
+            f"history_states must be [k, {len(static['body'])}, {width}] for this spec, got {list(hist.shape)}"
         )
     n = hist.shape[1]
     if next_state is None:
-        nxt = np.zeros((n, 6), dtype=np.float32)
-        target = np.zeros((n, 3), dtype=np.float32)
+        nxt = np.zeros((n, width), dtype=np.float32)
+        target = np.zeros((n, motion.stop - motion.start), dtype=np.float32)
     else:
-        nxt = np.array(next_state, dtype=np.float32).reshape(n, 6)
-        target = _target(hist[-1, :, 3:6], nxt[:, 3:6], spec["world"]["dt"])
+        nxt = np.array(next_state, dtype=np.float32).reshape(n, width)
+        target = _target(hist[-1, :, motion], nxt[:, motion], spec["world"]["dt"])
     sample = {
         "history": np.ascontiguousarray(hist.transpose(1, 0, 2)),
         "target": target,
@@ -308,7 +354,7 @@ class _Moments:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.n == 0:
-            return np.zeros(3, np.float32), np.ones(3, np.float32)
+            return np.zeros(len(self.mean), np.float32), np.ones(len(self.mean), np.float32)
         std = np.maximum(np.sqrt(self.m2 / self.n), STD_FLOOR)
         return self.mean.astype(np.float32), std.astype(np.float32)
 
@@ -326,23 +372,26 @@ def _type_order(types: Iterable[str]) -> list[str]:
     return [t for t in SCENARIOS if t in present] + sorted(present - set(SCENARIOS))
 
 
-def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
+def prepare(data_dir, out_dir=None, progress: bool = True, dims: int = 2) -> Path:
     """Flatten the dataset store at `data_dir` into memory-mappable arrays under `out_dir`
     (default <data_dir>/windows) and return that directory. Returns at once when the preparation
-    there is complete and made from the same shards; otherwise (re)does it."""
+    there is complete and made from the same shards; otherwise (re)does it. `dims`: the dimension the
+    caller reads (2: the 2D families; 3: physics-expert-3d); a dataset of the other one is refused."""
     data_dir = Path(data_dir)
     ds = Dataset(data_dir)
+    check_dims(ds.dims, dims, data_dir)
     out = Path(out_dir) if out_dir is not None else data_dir / DEFAULT_SUBDIR
     key = source_key(ds.manifest)
     if _is_current(out, key):
         return out
     if len(ds) == 0:
         raise StoreError(f"{data_dir} holds no scenes; there is nothing to prepare")
-    if ds.dims != 2:
-        raise StoreError(
-            f"{data_dir} holds 3D scenes; the window view and the learned simulators read 2D datasets "
-            "only (generate one with 2D --scenario-types such as all, seen or heldout)"
-        )
+    lay = layout(dims)
+    width, motion, n_motion = (
+        len(lay["state_fields"]),
+        lay["motion"],
+        lay["motion"].stop - lay["motion"].start,
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)  # from here until the new meta.json, the directory is incomplete
     remove_stale_temporaries(out)
@@ -360,14 +409,14 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
     type_of = {name: k for k, name in enumerate(type_names)}
 
     scenes = np.zeros((num_scenes, len(SCENE_FIELDS)), dtype=np.int64)
-    scenes_float = np.zeros((num_scenes, len(SCENE_FLOAT_FIELDS)), dtype=np.float64)
+    scenes_float = np.zeros((num_scenes, len(lay["scene_float"])), dtype=np.float64)
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("body", "statics", "joint_index", "joint_kind", "joint_anchor")
     }
-    vel, acc = _Moments(3), _Moments(3)
+    vel, acc = _Moments(n_motion), _Moments(n_motion)
 
     tmp = out / f".states.npy.{os.getpid()}.tmp"
-    states_mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total_rows, 6))
+    states_mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total_rows, width))
     state_off = body_off = static_off = joint_off = 0
     bar = tqdm(total=num_scenes, unit="scene", desc="prepare", disable=not progress, dynamic_ncols=True)
     try:
@@ -380,12 +429,12 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
                     f"{data_dir}: scene {rec['scene_id']} does not match the shards' size columns; "
                     "the dataset changed during preparation or is damaged (run physworld validate)"
                 )
-            arrays = scene_arrays(rec["spec"])
+            arrays = lay["scene_arrays"](rec["spec"])
             if len(arrays["body"]) != nb:
                 raise StoreError(
                     f"{data_dir}: scene {rec['scene_id']} has {nb} state tracks but its spec {len(arrays['body'])} bodies"
                 )
-            states_mm[state_off : state_off + nf * nb] = st.reshape(-1, 6)
+            states_mm[state_off : state_off + nf * nb] = st.reshape(-1, width)
             for k in parts:
                 parts[k].append(arrays[k])
             ns, nj = len(arrays["statics"]), len(arrays["joint_kind"])
@@ -408,9 +457,9 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
             # Whole-dataset statistics: v[t] and (v[t+1] - v[t]) / dt of dynamic bodies for every
             # transition t in [0, frames - 2] (the windows of history 1).
             dyn = arrays["body"][:, _KINEMATIC] == 0
-            v = st[:, dyn, 3:6].astype(np.float64)
-            vel.add(v[:-1].reshape(-1, 3))
-            acc.add((np.diff(v, axis=0) / w["dt"]).reshape(-1, 3))
+            v = st[:, dyn, motion].astype(np.float64)
+            vel.add(v[:-1].reshape(-1, n_motion))
+            acc.add((np.diff(v, axis=0) / w["dt"]).reshape(-1, n_motion))
             state_off += nf * nb
             body_off += nb
             static_off += ns
@@ -430,11 +479,11 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
         tmp.unlink(missing_ok=True)
 
     merged = {
-        "body": np.concatenate(parts["body"]).reshape(-1, len(BODY_FEATURES)),
-        "statics": np.concatenate(parts["statics"]).reshape(-1, len(STATIC_FEATURES)),
+        "body": np.concatenate(parts["body"]).reshape(-1, len(lay["body"])),
+        "statics": np.concatenate(parts["statics"]).reshape(-1, len(lay["statics"])),
         "joint_index": np.concatenate(parts["joint_index"]).reshape(-1, 2),
         "joint_kind": np.concatenate(parts["joint_kind"]),
-        "joint_anchor": np.concatenate(parts["joint_anchor"]).reshape(-1, 4),
+        "joint_anchor": np.concatenate(parts["joint_anchor"]).reshape(-1, lay["anchor"]),
         "scenes": scenes,
         "scenes_float": scenes_float,
     }
@@ -444,18 +493,19 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "dims": dims,
         "fields": {
-            "state": list(STATE_FIELDS),
-            "body": list(BODY_FEATURES),
-            "statics": list(STATIC_FEATURES),
-            "joint_kinds": list(JOINT_KINDS),
+            "state": list(lay["state_fields"]),
+            "body": list(lay["body"]),
+            "statics": list(lay["statics"]),
+            "joint_kinds": list(lay["joint_kinds"]),
             "scenes": list(SCENE_FIELDS),
-            "scenes_float": list(SCENE_FLOAT_FIELDS),
+            "scenes_float": list(lay["scene_float"]),
         },
         "scenario_types": type_names,
         "num_scenes": num_scenes,
         "arrays": {
-            "states": {"shape": [total_rows, 6], "dtype": "float32"},
+            "states": {"shape": [total_rows, width], "dtype": "float32"},
             **{k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in merged.items()},
         },
         "source": {
@@ -465,10 +515,27 @@ def prepare(data_dir, out_dir=None, progress: bool = True) -> Path:
             "num_scenes": len(ds),
         },
         "stats": {k: [float(x) for x in v] for k, v in stats.items()},
-        "stats_scope": "all transitions of dynamic bodies: velocity at frame t, (v[t+1] - v[t]) / dt",
+        "stats_scope": "all transitions of dynamic bodies: velocity at frame t, (v[t+1] - v[t]) / dt"
+        + (" (vx, vy, vz, wx, wy, wz)" if dims == 3 else " (vx, vy, angular_velocity)"),
     }
     atomic_write_json(out / META, meta)
     return out
+
+
+def check_dims(data_dims: int, dims: int, where) -> None:
+    """One line when a dataset of one dimension meets a reader of the other."""
+    if data_dims == dims:
+        return
+    if data_dims == 3:
+        raise StoreError(
+            f"{where} holds 3D scenes; this model reads 2D datasets only: train or evaluate the 3D learned "
+            "simulator on it (--model physics-expert-3d, `physworld train physics-expert-3d`), or "
+            "generate a 2D dataset (--scenario-types all, seen or heldout)"
+        )
+    raise StoreError(
+        f"{where} holds 2D scenes; this model reads 3D datasets only: use a 2D family on it (such as "
+        "--model physics-expert), or generate a 3D dataset (--scenario-types 3d, seen3d or heldout3d)"
+    )
 
 
 def _hint(prepared_dir: Path, meta: dict | None = None) -> str:
@@ -526,7 +593,7 @@ def load_meta(prepared_dir, check_source: bool = True) -> dict:
 
 
 def load_stats(prepared_dir) -> dict:
-    """The whole dataset's normalisation statistics stored by `prepare`: float32 [3] arrays."""
+    """The whole dataset's normalisation statistics stored by `prepare`: float32 [3] arrays (3D: [6])."""
     meta = load_meta(prepared_dir, check_source=False)
     return {k: np.asarray(meta["stats"][k], dtype=np.float32) for k in STAT_KEYS}
 
@@ -555,6 +622,9 @@ class WindowDataset(TorchDataset):
         self.history = int(history)
         self.meta = load_meta(self.dir)
         self.scenario_types: list[str] = list(self.meta["scenario_types"])
+        self.dims = int(self.meta.get("dims", 2))  # preparations older than 3D support are 2D
+        lay = layout(self.dims)
+        self.width, self.motion = len(lay["state_fields"]), lay["motion"]
         for name in _ARRAYS:
             if not (self.dir / f"{name}.npy").exists():
                 raise PreparedError(f"{self.dir / (name + '.npy')}: missing; " + _hint(self.dir, self.meta))
@@ -652,21 +722,21 @@ class WindowDataset(TorchDataset):
         t = index - (ends[pos] - max(row[_C["num_frames"]] - k, 0)) + k - 1
         a = self.arrays
         first = row[_C["state_offset"]] + (t - k + 1) * nb
-        block = a["states"][first : first + (k + 1) * nb].reshape(k + 1, nb, 6)
-        dt, gx, gy = self.scenes_float[scene].tolist()
+        block = a["states"][first : first + (k + 1) * nb].reshape(k + 1, nb, self.width)
+        dt, *gravity = self.scenes_float[scene].tolist()
         bo, so, ns, jo, nj = (
             row[_C[f]] for f in ("body_offset", "static_offset", "num_statics", "joint_offset", "num_joints")
         )
         return {
             "history": block[:k].transpose(1, 0, 2).copy(),
-            "target": _target(block[k - 1, :, 3:6], block[k, :, 3:6], dt),
+            "target": _target(block[k - 1, :, self.motion], block[k, :, self.motion], dt),
             "next": block[k].copy(),
             "body": a["body"][bo : bo + nb].copy(),
             "statics": a["statics"][so : so + ns].copy(),
             "joint_index": a["joint_index"][jo : jo + nj].copy(),
             "joint_kind": a["joint_kind"][jo : jo + nj].copy(),
             "joint_anchor": a["joint_anchor"][jo : jo + nj].copy(),
-            "gravity": np.array([gx, gy], dtype=np.float32),
+            "gravity": np.array(gravity, dtype=np.float32),
             "dt": np.array(dt, dtype=np.float32),
             "substeps": np.array(row[_C["substeps"]], dtype=np.int64),
             "scene": np.array(scene, dtype=np.int64),
@@ -688,6 +758,7 @@ def collate_graphs(samples: Sequence[dict]) -> dict:
     def cat(key, width=None, dtype=None):
         parts = [np.asarray(s[key]) for s in samples]
         if width is not None:
+            width = width if width == () else parts[0].shape[1:]  # 2D or 3D widths, as the samples have them
             parts = [p.reshape(-1, *width) for p in parts]
         out = np.concatenate(parts)
         return out if dtype is None else out.astype(dtype, copy=False)
@@ -707,13 +778,13 @@ def collate_graphs(samples: Sequence[dict]) -> dict:
         "history": cat("history"),
         "target": cat("target"),
         "next": cat("next"),
-        "body": cat("body", (len(BODY_FEATURES),)),
+        "body": cat("body", (None,)),
         "batch": np.repeat(graphs, n_nodes),
-        "statics": cat("statics", (len(STATIC_FEATURES),), np.float32),
+        "statics": cat("statics", (None,), np.float32),
         "statics_batch": np.repeat(graphs, n_statics),
         "joint_index": joint_index,
         "joint_kind": cat("joint_kind", (), np.int64).reshape(-1),
-        "joint_anchor": cat("joint_anchor", (4,), np.float32),
+        "joint_anchor": cat("joint_anchor", (None,), np.float32),
         "joint_batch": joint_batch,
         "gravity": np.stack([np.asarray(s["gravity"], np.float32) for s in samples]),
         "dt": per_graph("dt", np.float32),
@@ -739,7 +810,8 @@ def compute_stats(dataset: WindowDataset, max_windows: int | None = 20000, seed:
         chosen = np.arange(n, dtype=np.int64)
     else:
         chosen = np.sort(np.random.default_rng(seed).choice(n, size=max_windows, replace=False))
-    vel, acc = _Moments(3), _Moments(3)
+    motion = dataset.motion
+    vel, acc = _Moments(motion.stop - motion.start), _Moments(motion.stop - motion.start)
     states, body = dataset.arrays["states"], dataset.arrays["body"]
     for lo in range(0, len(chosen), 65536):
         scene, t = dataset.locate(chosen[lo : lo + 65536])
@@ -751,8 +823,8 @@ def compute_stats(dataset: WindowDataset, max_windows: int | None = 20000, seed:
         state_row = (rows[:, _C["state_offset"]] + t * nb)[which] + within
         dynamic = body[rows[:, _C["body_offset"]][which] + within, _KINEMATIC] == 0
         state_row, which = state_row[dynamic], which[dynamic]
-        v0 = states[state_row, 3:6].astype(np.float64)
-        v1 = states[state_row + nb[which], 3:6].astype(np.float64)
+        v0 = states[state_row, motion].astype(np.float64)
+        v1 = states[state_row + nb[which], motion].astype(np.float64)
         vel.add(v0)
         acc.add((v1 - v0) / dataset.scenes_float[scene, 0][which][:, None])
     return _stats_dict(vel, acc)

@@ -6,6 +6,12 @@ Writes into the output directory:
     comparison_gifs/        <type>_cmp.gif: ground truth (green) | prediction (blue) | both overlaid,
                             under a header marking context frames (grey) and predicted ones (orange)
 Seen and held-out types come from the training dataset's types recorded in the checkpoint.
+
+3D datasets (PyBullet, states [F, N, 13]) are evaluated the same way by a 3D family (its FAMILIES entry
+has `"dims": 3`): metres and degrees (metrics.ERROR_KEYS_3D), the 3D baselines
+(rollout.baseline_rollout_3d), the chaos floor from initial positions nudged by CHAOS_EPSILON_M, and
+comparison GIFs drawn by PyBullet's renderer from the scene's camera. A family of one dimension on a
+dataset of the other is refused in one line before anything runs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from physworld.fileio import atomic_write_json
 
 HORIZONS = (1, 5, 10, 20)
 CHAOS_EPSILON_PX = 1e-3
+# 3D scenes span about 10 m where 2D ones span 800 px: the same relative nudge (about 1e-6).
+CHAOS_EPSILON_M = 1e-5
 GREEN, BLUE = (40, 160, 60), (40, 90, 210)
 GIF_PANEL_WIDTH = 320  # px per panel (240 high): three panels, 972 x 262 with the header
 CONTEXT_GREY, PREDICTION_ORANGE = (225, 228, 234), (255, 170, 60)
@@ -123,13 +131,18 @@ def evaluate(
         torch.set_num_threads(threads)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from physworld.data.windows import check_dims
     from physworld.evaluation.families import entry
+    from physworld.evaluation.metrics import units
 
     family = entry(model_name)
     model_name = family["name"]  # an alias (scratch, finetune) becomes the family's name
+    ds = Dataset(val_dir)
+    dims = family.get("dims", 2)
+    check_dims(ds.dims, dims, val_dir)  # one line, before the checkpoint is read
+    epsilon = CHAOS_EPSILON_M if dims == 3 else CHAOS_EPSILON_PX
     rollout_fn, info = load_predictor(model_name, checkpoint)
     seen_types = set(info["train_scenario_types"])
-    ds = Dataset(val_dir)
     scenes = select_scenes(ds, max_scenes_per_type, context_frames + rollout_frames)
     horizons = [h for h in HORIZONS if h <= rollout_frames]
 
@@ -152,7 +165,7 @@ def evaluate(
         for b in BASELINES:
             runs[b] = baseline_rollout(b, spec, truth, context_frames, rollout_frames)
         runs["chaos_floor"] = chaos_floor_rollout(
-            spec, context_frames, rollout_frames, CHAOS_EPSILON_PX, seed=scene["scene_id"]
+            spec, context_frames, rollout_frames, epsilon, seed=scene["scene_id"]
         )
         for method, states in runs.items():
             results[scene["scenario_type"]][method].append(
@@ -197,7 +210,9 @@ def evaluate(
             "rollout_frames": rollout_frames,
             "horizons": horizons,
             "max_scenes_per_type": max_scenes_per_type,
-            "chaos_epsilon_px": CHAOS_EPSILON_PX,
+            "dims": dims,
+            "units": units(dims),
+            **({"chaos_epsilon_m": epsilon} if dims == 3 else {"chaos_epsilon_px": epsilon}),
         },
         "methods": methods,
         "per_type": per_type,
@@ -212,7 +227,7 @@ def evaluate(
         "timing": {"rollout_frames_per_s": len(scenes) * rollout_frames / max(rollout_seconds, 1e-9)},
     }
 
-    _write_predictions(out / "predictions", scenes, predictions, model_name, context_frames)
+    _write_predictions(out / "predictions", scenes, predictions, model_name, context_frames, dims)
     if render:
         metrics["gifs"] = write_comparison_gifs(
             out / "comparison_gifs",
@@ -231,7 +246,7 @@ def evaluate(
     return metrics
 
 
-def _write_predictions(root: Path, scenes, predictions, model_name: str, context: int) -> None:
+def _write_predictions(root: Path, scenes, predictions, model_name: str, context: int, dims: int = 2) -> None:
     import shutil
 
     if root.exists():
@@ -246,9 +261,8 @@ def _write_predictions(root: Path, scenes, predictions, model_name: str, context
             "impulse": np.zeros(0, np.float32),
         }
         records.append(dict(scene, spec=spec, states=pred, events=empty))
-    write_dataset(
-        root, records, {"source": "physworld evaluate", "model": model_name, "context_frames": context}
-    )
+    config = {"source": "physworld evaluate", "model": model_name, "context_frames": context}
+    write_dataset(root, records, dict(config, dims=3) if dims == 3 else config)
 
 
 def comparison_frames(scene: dict, pred: np.ndarray, context_frames: int, width: int = 320) -> np.ndarray:
@@ -263,10 +277,14 @@ def comparison_frames(scene: dict, pred: np.ndarray, context_frames: int, width:
 
     n = pred.shape[0]
     truth = scene["states"][:n]
-    green = np.tile(GREEN, (truth.shape[1], 1))
-    blue = np.tile(BLUE, (truth.shape[1], 1))
-    left, truth_mask = render_frames(scene["spec"], truth, width=width, palette=green)
-    right, pred_mask = render_frames(scene["spec"], pred, width=width, palette=blue)
+    if truth.shape[-1] == 13:
+        left, truth_mask = _render_3d(scene["spec"], truth, width, GREEN)
+        right, pred_mask = _render_3d(scene["spec"], pred, width, BLUE)
+    else:
+        green = np.tile(GREEN, (truth.shape[1], 1))
+        blue = np.tile(BLUE, (truth.shape[1], 1))
+        left, truth_mask = render_frames(scene["spec"], truth, width=width, palette=green)
+        right, pred_mask = render_frames(scene["spec"], pred, width=width, palette=blue)
     pred_body, truth_body = pred_mask > 0, truth_mask > 0
     overlay = left.copy()
     overlay[pred_body] = right[pred_body]
@@ -306,6 +324,22 @@ def comparison_frames(scene: dict, pred: np.ndarray, context_frames: int, width:
             draw.text((p * (w + gap) + 5, 5), f"{title} | {phase}" if p == 0 else title, fill=(20, 20, 20))
         out[k] = np.asarray(image)
     return out
+
+
+def _render_3d(spec: dict, states: np.ndarray, width: int, colour) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D trajectory drawn from the scene's camera by PyBullet's renderer, every body in `colour`:
+    (rgb uint8 [F, H, W, 3], body mask [F, H, W], > 0 where a body is seen). A non-finite pose (a
+    diverged prediction) is drawn far below the floor, out of sight."""
+    from physworld.data.render import default_height
+    from physworld.data.render3d import camera_3d, render_views
+
+    coloured = dict(spec, bodies=[dict(b, color=list(colour)) for b in spec["bodies"]])
+    poses = np.array(states[..., 0:7], dtype=np.float64)
+    bad = ~np.isfinite(poses).all(-1)
+    poses[bad] = [0.0, 0.0, -1e3, 0.0, 0.0, 0.0, 1.0]
+    views = render_views(coloured, poses, camera_3d(spec["camera"], width, default_height(width)))
+    seg = views["segmentation"].astype(np.int32)
+    return views["rgb"], (seg >= 1) & (seg <= len(spec["bodies"]))
 
 
 def write_comparison_gifs(

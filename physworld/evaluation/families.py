@@ -24,11 +24,15 @@ Fields of an entry:
     train       the recipe's name on the command line (`physworld train <train>`)
     recipe_id   the `recipe` its checkpoints carry in their metadata (tells a checkpoint's family)
     aliases     other names `evaluate --model` accepts
+    dims        (optional) 3 for a family that reads 3D datasets (predictions [C + R, bodies, 13]:
+                x, y, z, qx, qy, qz, qw, vx, vy, vz, wx, wy, wz); 2 when absent. `evaluate` refuses a
+                dataset of the other dimension in one line
     rollout_chunk  (optional) scenes per rollout call, one progress step each: text families write one
                 frame per scene per call to the model, so small chunks keep the bar moving
     tiny_test   how the registry test trains the tiny preset: overrides ({train_dir}, {output_dir},
                 {tiny_causal_lm} are filled in), the checkpoint it then evaluates (a glob under the
-                output directory), the optional packages it needs, and its evaluation's context frames
+                output directory), the optional packages it needs, and its evaluation's context frames;
+                a 3D family trains and evaluates on the test's small 3D datasets
 """
 
 from __future__ import annotations
@@ -50,6 +54,22 @@ FAMILIES: dict[str, dict] = {
             "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
             "checkpoint": "checkpoints/latest.safetensors",
             "needs": [],
+            "context_frames": 3,
+        },
+    },
+    "physics-expert-3d": {
+        "model": "physworld.models.physics_expert_3d",
+        "recipe": "physworld.recipes.physics_expert_3d",
+        "configs": "configs/physics_expert_3d",
+        "tiny": "tiny.yaml",
+        "train": "physics-expert-3d",
+        "recipe_id": "physics-expert-3d",
+        "aliases": [],
+        "dims": 3,
+        "tiny_test": {
+            "overrides": ["data.train_dir={train_dir}", "train.output_dir={output_dir}", "train.max_steps=4"],
+            "checkpoint": "checkpoints/latest.safetensors",
+            "needs": ["pybullet"],
             "context_frames": 3,
         },
     },

@@ -83,6 +83,14 @@ MODEL_PALETTE = ("#1f5fbf", "#d62728", "#0f9aa8", "#8c564b", "#e377c2", "#7f7f00
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
+def units_of(metrics: dict) -> dict:
+    """The metric names and unit of an evaluation (evaluation/metrics.units): px for 2D, metres for 3D
+    (settings.dims; evaluations written before 3D support are 2D)."""
+    from physworld.evaluation.metrics import units
+
+    return units(3 if (metrics.get("settings") or {}).get("dims") == 3 else 2)
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -219,7 +227,7 @@ def _value(row: dict | None, metric: str, key: str):
 
 
 def _compare(
-    model_v, baselines: list[tuple[str, object]], lead: str, subject: str, where: str
+    model_v, baselines: list[tuple[str, object]], lead: str, subject: str, where: str, unit: str = "px"
 ) -> tuple[str, str]:
     """One sentence comparing the model's error with every baseline's; returns (text, kind)."""
     words = " ".join(w for w in (lead, subject) if w)
@@ -227,14 +235,14 @@ def _compare(
     base = [(name, _num(v)) for name, v in baselines if _finite(v)]
     m = _num(model_v)
     if not base:
-        return f"{words} has no baseline to compare with{at} ({fmt(m)} px).", "none"
+        return f"{words} has no baseline to compare with{at} ({fmt(m)} {unit}).", "none"
     best_name, best_v = min(base, key=lambda nv: nv[1])
     if m is None or not math.isfinite(m):
         # the evaluator writes null for a diverged rollout (JSON has no NaN): no number is a loss, not a pass
         why = "missing (null in metrics.json: a diverged rollout)" if m is None else f"not finite ({fmt(m)})"
         return (
             f"{words} loses to every baseline{at}: its position error is {why}; "
-            f"the best baseline, {best_name}, has {fmt(best_v)} px.",
+            f"the best baseline, {best_name}, has {fmt(best_v)} {unit}.",
             "loss",
         )
     losses = sorted(((n, v) for n, v in base if v < m), key=lambda nv: nv[1])
@@ -242,18 +250,21 @@ def _compare(
     if losses:
         (n0, v0), rest = losses[0], losses[1:]
         fm, fb = _fmt_pair(m, v0)
-        text = f"{words} loses to the {n0} baseline{at} ({fm} px vs {fb} px)"
+        text = f"{words} loses to the {n0} baseline{at} ({fm} {unit} vs {fb} {unit})"
         if rest:
-            text += "; it also loses to " + ", ".join(f"{n} ({_fmt_pair(m, v)[1]} px)" for n, v in rest)
+            text += "; it also loses to " + ", ".join(f"{n} ({_fmt_pair(m, v)[1]} {unit})" for n, v in rest)
         if ties:
             text += " and ties with " + ", ".join(ties)
         return text + ".", "loss"
     if ties:
         others = [n for n, v in base if v != m]
         tail = " and beats every other baseline" if others else ""
-        return f"{words} ties with the {' and '.join(ties)} baseline{at} ({fmt(m)} px each){tail}.", "tie"
+        return f"{words} ties with the {' and '.join(ties)} baseline{at} ({fmt(m)} {unit} each){tail}.", "tie"
     fm, fb = _fmt_pair(m, best_v)
-    return f"{words} beats every baseline{at} ({fm} px vs {fb} px for {best_name}, the best baseline).", "win"
+    return (
+        f"{words} beats every baseline{at} ({fm} {unit} vs {fb} {unit} for {best_name}, the best baseline).",
+        "win",
+    )
 
 
 def unparsed(metrics: dict, split: str) -> tuple[int, int]:
@@ -280,6 +291,8 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
     "loss" (the model loses to at least one baseline, at the largest horizon or over the full
     rollout), "win", "tie" or "none" (no numbers). The text names every baseline the model loses to."""
     agg = (metrics.get("aggregate") or {}).get(split) or {}
+    names = units_of(metrics)
+    error, unit = names["error"], names["unit"]
     top = str(max(metrics["settings"]["horizons"]))
     baselines = [m for m in metrics["methods"] if m not in (MODEL, FLOOR)]
     lead = SPLIT_PHRASE.get(split, f"On {split}")
@@ -298,21 +311,21 @@ def verdict(metrics: dict, split: str, subject: str = "the model") -> tuple[str,
         (top, f"at horizon {top}", lead, subject),
         ("all", "", "Over the full rollout", "it"),
     ):
-        pairs = [(method_name(b), _value(agg.get(b), "position_error_px", key)) for b in baselines]
-        text, kind = _compare(_value(agg[MODEL], "position_error_px", key), pairs, lead_k, subj, where)
+        pairs = [(method_name(b), _value(agg.get(b), error, key)) for b in baselines]
+        text, kind = _compare(_value(agg[MODEL], error, key), pairs, lead_k, subj, where, unit)
         sentences.append(text)
         kinds.append(kind)
-    m_top = _num(_value(agg[MODEL], "position_error_px", top))
-    floor = _num(_value(agg.get(FLOOR), "position_error_px", top)) if FLOOR in metrics["methods"] else None
+    m_top = _num(_value(agg[MODEL], error, top))
+    floor = _num(_value(agg.get(FLOOR), error, top)) if FLOOR in metrics["methods"] else None
     if floor is not None and math.isfinite(floor) and m_top is not None and math.isfinite(m_top):
         if m_top < floor:
             sentences.append(
-                f"Its error at horizon {top} is below the chaos floor ({fmt(m_top)} px vs "
-                f"{fmt(floor)} px), which no model should beat: check that no ground truth "
+                f"Its error at horizon {top} is below the chaos floor ({fmt(m_top)} {unit} vs "
+                f"{fmt(floor)} {unit}), which no model should beat: check that no ground truth "
                 "leaks into the rollout."
             )
         else:
-            sentences.append(f"The chaos floor at horizon {top} is {fmt(floor)} px.")
+            sentences.append(f"The chaos floor at horizon {top} is {fmt(floor)} {unit}.")
     if failures:
         sentences.append(
             f"{fmt_count(failures)} of {fmt_count(frames)} predicted frames ({100 * failures / frames:.0f}%) "
@@ -527,7 +540,8 @@ def _meta(ev: _Eval) -> dict:
         "rollout_frames": st.get("rollout_frames", "?"),
         "horizons": ev.horizons,
         "scenes_per_type": _scenes_per_type(ev),
-        "chaos_epsilon_px": st.get("chaos_epsilon_px", "—"),
+        "chaos_epsilon": st.get("chaos_epsilon_m", st.get("chaos_epsilon_px", "—")),
+        "unit": units_of(ev.metrics)["unit"],
         "seen_types": ds.get("seen_types") or [],
         "heldout_types": ds.get("heldout_types") or [],
         "rollout_fps": fps,
@@ -572,7 +586,8 @@ def _row_class(method: str) -> str:
 
 def _headline(ev: _Eval) -> list[dict]:
     keys = [str(h) for h in ev.horizons] + ["all"]
-    metrics = [("position_error_px", "position error (px)"), ("position_mse_px2", "position MSE (px²)")]
+    u = units_of(ev.metrics)
+    metrics = [(u["error"], f"position error ({u['unit']})"), (u["mse"], f"position MSE ({u['unit2']})")]
     out = []
     for split in SPLITS:
         agg = ev.agg(split)
@@ -607,6 +622,7 @@ def _type_rows(ev: _Eval, names: list[str]) -> dict:
     """One row per type: the model, the best baseline and the chaos floor at the largest horizon and
     over the rollout, and who wins at the largest horizon."""
     top = ev.top
+    error = units_of(ev.metrics)["error"]
     baselines = [m for m in ev.methods if m not in (MODEL, FLOOR)]
     rows, wins, losses = [], 0, []
     for t in names:
@@ -617,12 +633,12 @@ def _type_rows(ev: _Eval, names: list[str]) -> dict:
         )
         cells, outcome = [], None
         for key in (top, "all"):
-            mv = _value(entry.get(MODEL), "position_error_px", key)
+            mv = _value(entry.get(MODEL), error, key)
             base = sorted(
                 (
-                    (b, _value(entry.get(b), "position_error_px", key))
+                    (b, _value(entry.get(b), error, key))
                     for b in baselines
-                    if _finite(_value(entry.get(b), "position_error_px", key))
+                    if _finite(_value(entry.get(b), error, key))
                 ),
                 key=lambda bv: (float(bv[1]), bv[0]),
             )
@@ -638,7 +654,7 @@ def _type_rows(ev: _Eval, names: list[str]) -> dict:
                     "cls": cls,
                     "baseline": bv,
                     "baseline_name": method_name(bn) if bn else None,
-                    "floor": _value(entry.get(FLOOR), "position_error_px", key),
+                    "floor": _value(entry.get(FLOOR), error, key),
                 }
             )
             if key == top:
@@ -710,7 +726,10 @@ def _method_series(ev: _Eval, split: str, skip=()) -> list[Series]:
 def _plots(ev: _Eval) -> list[str]:
     return [
         svg_line_plot(
-            _method_series(ev, split), f"{SPLIT_TITLE[split]}: position error vs horizon", ev.horizons
+            _method_series(ev, split),
+            f"{SPLIT_TITLE[split]}: position error vs horizon",
+            ev.horizons,
+            ylabel=f"position error ({units_of(ev.metrics)['unit']})",
         )
         for split in PLOT_SPLITS
     ]
@@ -729,6 +748,29 @@ def _plausibility(ev: _Eval) -> list[dict]:
                 }
             )
     return groups
+
+
+def _orientation(ev: _Eval) -> dict | None:
+    """3D evaluations only: orientation error (geodesic angle, degrees), angular velocity and
+    velocity errors per split and method, at the largest horizon and over the rollout."""
+    if units_of(ev.metrics)["unit"] != "m":
+        return None
+    top = ev.top
+    cols = [("orientation_error_deg", top), ("orientation_error_deg", "all"),
+            ("angular_velocity_error", top), ("velocity_error", top)]  # fmt: skip
+    groups = []
+    for split in SPLITS:
+        agg = ev.agg(split)
+        methods = [m for m in ev.methods if isinstance(agg.get(m), dict)] if agg else []
+        if methods:
+            best = {c: _best_cells({m: _value(agg.get(m), *c) for m in methods}, methods) for c in cols}
+            rows = [
+                {"name": ev.name(m), "cls": _row_class(m),
+                 "cells": [{"v": _value(agg.get(m), *c), "bold": m in best[c]} for c in cols]}
+                for m in methods
+            ]  # fmt: skip
+            groups.append({"split": SPLIT_SHORT[split], "rows": rows})
+    return {"groups": groups, "top": top}
 
 
 def _gif_dims(data: bytes) -> tuple[int, int] | None:
@@ -791,13 +833,16 @@ def _gifs(ev: _Eval) -> dict:
 # evaluation has nothing for it, so the section and its link are left out).
 SECTIONS: list[dict] = [
     {"id": "headline", "title": "Headline results", "nav": "Headline", "template": "headline.html.j2",
-     "values": lambda ev: {"splits": _headline(ev)}},
+     "values": lambda ev: {"splits": _headline(ev), "units": units_of(ev.metrics)}},
     {"id": "plots", "title": "Error versus horizon", "nav": "Error vs horizon", "template": "plots.html.j2",
      "values": lambda ev: {"plots": _plots(ev)}},
     {"id": "types", "title": "Per scenario type", "nav": "Per type", "template": "types.html.j2",
-     "values": lambda ev: {"groups": _per_type(ev)}},
+     "values": lambda ev: {"groups": _per_type(ev), "units": units_of(ev.metrics)}},
     {"id": "plausibility", "title": "Physical plausibility", "nav": "Plausibility",
-     "template": "plausibility.html.j2", "values": lambda ev: {"groups": _plausibility(ev)}},
+     "template": "plausibility.html.j2",
+     "values": lambda ev: {"groups": _plausibility(ev), "units": units_of(ev.metrics)}},
+    {"id": "orientation", "title": "Orientation and velocities (3D)", "nav": "Orientation",
+     "template": "orientation.html.j2", "values": lambda ev: _orientation(ev)},
     {"id": "gifs", "title": "Comparison GIFs", "nav": "GIFs", "template": "gifs.html.j2", "values": _gifs},
 ]  # fmt: skip
 
@@ -911,11 +956,13 @@ def _same_splits(evals: list[_Eval]) -> bool:
 
 def _leaderboard_table(evals: list[_Eval], split: str) -> dict:
     first, top = evals[0], evals[0].top
+    u = units_of(first.metrics)
+    unit = u["unit"]
     cols = [
-        ("position_error_px", top, f"position error h={top} (px)"),
-        ("position_error_px", "all", "position error, full rollout (px)"),
-        ("position_mse_px2", top, f"position MSE h={top} (px²)"),
-        ("position_mse_px2", "all", "position MSE, full rollout (px²)"),
+        (u["error"], top, f"position error h={top} ({unit})"),
+        (u["error"], "all", f"position error, full rollout ({unit})"),
+        (u["mse"], top, f"position MSE h={top} ({u['unit2']})"),
+        (u["mse"], "all", f"position MSE, full rollout ({u['unit2']})"),
     ]
     entries = []  # (name, kind, row)
     unscored = set()
@@ -979,7 +1026,7 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> dict:
         words.append(
             f"{SPLIT_PHRASE[split]} the best at horizon {top} is {n0}"
             f"{' (a baseline)' if kind0 == 'baseline' else ''}, with "
-            f"{fmt(_value(r0, *cols[0][:2]))} px."
+            f"{fmt(_value(r0, *cols[0][:2]))} {unit}."
         )
     if base:
         bn, bv = min(base, key=lambda nv: nv[1])
@@ -991,10 +1038,10 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> dict:
         if losers:
             words.append(
                 f"{len(losers)} of {len(evals)} models {'loses' if len(losers) == 1 else 'lose'} to the {bn} "
-                f"baseline ({fmt(bv)} px): {', '.join(losers)}."
+                f"baseline ({fmt(bv)} {unit}): {', '.join(losers)}."
             )
         else:
-            words.append(f"Every model beats the best baseline, {bn} ({fmt(bv)} px).")
+            words.append(f"Every model beats the best baseline, {bn} ({fmt(bv)} {unit}).")
     kind = "loss" if base and losers else "win" if base else "none"
     return {
         "columns": [c for _, _, c in cols],
@@ -1005,6 +1052,7 @@ def _leaderboard_table(evals: list[_Eval], split: str) -> dict:
 
 def _leaderboard_plots(evals: list[_Eval], splits) -> list[str]:
     first, figs = evals[0], []
+    unit = units_of(first.metrics)["unit"]
     for split in splits:
         series = []
         for i, ev in enumerate(evals):
@@ -1012,7 +1060,14 @@ def _leaderboard_plots(evals: list[_Eval], splits) -> list[str]:
             if isinstance(values, list):
                 series.append(Series(ev.label, values, MODEL_PALETTE[i % len(MODEL_PALETTE)], "-", 2.0))
         series += _method_series(first, split, skip=(MODEL,))
-        figs.append(svg_line_plot(series, f"{SPLIT_TITLE[split]}: position error vs horizon", first.horizons))
+        figs.append(
+            svg_line_plot(
+                series,
+                f"{SPLIT_TITLE[split]}: position error vs horizon",
+                first.horizons,
+                ylabel=f"position error ({unit})",
+            )
+        )
     return figs
 
 
@@ -1142,14 +1197,17 @@ def write_report(eval_dirs: list[Path], out_html: Path, title: str | None = None
 
 
 def headline_table(metrics: dict) -> str:
-    """Position error (px) at the largest horizon and over the rollout, per split and method."""
+    """Position error (px; 3D: m) at the largest horizon and over the rollout, per split and method."""
     h = str(max(metrics["settings"]["horizons"]))
+    u = units_of(metrics)
+    unit, unit2 = u["unit"], {"px": "px2", "m": "m2"}[u["unit"]]
     lines = [
-        f"{'split':8s} {'method':18s} {'err@' + h + ' px':>11s} {'err all px':>11s} {'mse@' + h + ' px2':>13s}"
+        f"{'split':8s} {'method':18s} {'err@' + h + ' ' + unit:>11s} {'err all ' + unit:>11s} "
+        f"{'mse@' + h + ' ' + unit2:>13s}"
     ]
     for split in ("seen", "heldout"):
         for method, m in metrics["aggregate"].get(split, {}).items():
-            err, mse = m["position_error_px"], m["position_mse_px2"]
+            err, mse = m[u["error"]], m[u["mse"]]
             fmt = lambda v, w: f"{v:{w}.2f}" if v is not None else f"{'diverged':>{w}s}"  # noqa: E731
             note = ""
             if method == "model" and m.get("parse_failures"):

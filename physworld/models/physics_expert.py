@@ -161,19 +161,23 @@ class InteractionLayer(nn.Module):
         return nodes, edges, world
 
 
-def register_motion_stats(module: nn.Module, stats: dict | None) -> None:
+def register_motion_stats(module: nn.Module, stats: dict | None, width: int = 3) -> None:
     """The dataset's velocity and acceleration normalisation as buffers (velocity_mean/std,
-    accel_mean/std, each [3]: x, y, angle), saved with the weights; identity when stats is None."""
+    accel_mean/std, each [width]: x, y, angle in 2D; the 3D model's are [6]: linear, angular), saved
+    with the weights; identity when stats is None."""
     for name in ("velocity", "accel"):
-        mean = np.zeros(3) if stats is None else np.asarray(stats[f"{name}_mean"], dtype=np.float64)
-        std = np.ones(3) if stats is None else np.asarray(stats[f"{name}_std"], dtype=np.float64)
-        if mean.shape != (3,) or std.shape != (3,) or not np.all(std > 0):
-            raise ValueError(f"stats: {name}_mean and {name}_std must have shape [3], std > 0")
+        mean = np.zeros(width) if stats is None else np.asarray(stats[f"{name}_mean"], dtype=np.float64)
+        std = np.ones(width) if stats is None else np.asarray(stats[f"{name}_std"], dtype=np.float64)
+        if mean.shape != (width,) or std.shape != (width,) or not np.all(std > 0):
+            raise ValueError(f"stats: {name}_mean and {name}_std must have shape [{width}], std > 0")
         module.register_buffer(f"{name}_mean", torch.tensor(mean, dtype=torch.float32))
         module.register_buffer(f"{name}_std", torch.tensor(std, dtype=torch.float32))
 
 
 class PhysicsExpert(nn.Module):
+    position = slice(0, 2)  # the state's position columns (the recipe's validation error)
+    position_unit = "px"
+
     def __init__(self, config: PhysicsExpertConfig, stats: dict | None = None):
         super().__init__()
         self.config = config

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from physworld.data import windows
 from physworld.data.store import Dataset, present_types
 from physworld.fileio import atomic_write_json, check_output_path, remove_stale_temporaries
-from physworld.models.physics_expert import KINEMATIC, PhysicsExpert, PhysicsExpertConfig, integrate
+from physworld.models.physics_expert import PhysicsExpert, PhysicsExpertConfig
 from physworld.training import distributed
 from physworld.training.checkpoint import CheckpointManager, check_resume, restore
 from physworld.training.common import (
@@ -53,6 +53,11 @@ from physworld.training.loop_utils import (
 )
 from physworld.training.metrics import MetricLogger
 from physworld.worlds.registry import resolve_types
+
+# What differs between the 2D learned simulator and the 3D one (recipes/physics_expert_3d.py), which
+# runs this same loop: the model class, the recipe id its checkpoints carry, the dimension of its data.
+FAMILY = {"recipe_id": "physics-expert", "model": PhysicsExpert, "dims": 2}
+KINEMATIC = -1  # the kinematic flag is the last body feature (2D and 3D)
 
 # ---------------------------------------------------------------- config
 
@@ -132,29 +137,30 @@ def batches(dataset, cfg: RecipeConfig, seed: int, position: dict):
 
 @torch.no_grad()
 def evaluate(model: PhysicsExpert, val_batches: list) -> dict:
-    """Validation loss (normalised accelerations, no noise) and one-step position error in px."""
+    """Validation loss (normalised accelerations, no noise) and one-step position error in the
+    world's unit (px in 2D, m in 3D: model.position_unit)."""
     model.eval()
     loss_sum, err_sum, bodies = 0.0, 0.0, 0
+    where = model.position  # the state's position columns
     for batch in val_batches:
-        dynamic = batch["body"][:, -1] < 0.5
+        dynamic = batch["body"][:, KINEMATIC] < 0.5
         n = int(dynamic.sum())
         loss_sum += float(model.loss(batch)) * n
-        accel = model.accelerations(batch)
-        per_body_dt = batch["dt"][batch["batch"]]
-        per_body_k = batch["substeps"][batch["batch"]]
-        nxt = integrate(batch["history"][:, -1], accel, per_body_dt, per_body_k)
-        err = (nxt[:, :2] - batch["next"][:, :2]).norm(dim=-1)
+        err = (model.step(batch)[:, where] - batch["next"][:, where]).norm(dim=-1)
         err_sum += float(err[dynamic].sum())
         bodies += n
     model.train()
-    return {"val_loss": loss_sum / max(bodies, 1), "val_position_error_px": err_sum / max(bodies, 1)}
+    return {
+        "val_loss": loss_sum / max(bodies, 1),
+        f"val_position_error_{model.position_unit}": err_sum / max(bodies, 1),
+    }
 
 
-def validation_batches(cfg: RecipeConfig, history: int) -> list:
+def validation_batches(cfg: RecipeConfig, history: int, dims: int = 2) -> list:
     if not cfg.data.val_dir:
         return []
     with distributed.main_first():  # rank 0 prepares the cache, the other processes then read it
-        prepared = windows.prepare(cfg.data.val_dir, progress=False)
+        prepared = windows.prepare(cfg.data.val_dir, progress=False, dims=dims)
     types = present_types(cfg.data.val_dir, cfg.data.scenario_types)
     val = windows.WindowDataset(prepared, history=history, scenario_types=types)
     order = np.random.default_rng(cfg.train.seed).permutation(len(val))[: cfg.data.val_windows]
@@ -166,7 +172,7 @@ def validation_batches(cfg: RecipeConfig, history: int) -> list:
 # ---------------------------------------------------------------- the recipe
 
 
-def train(cfg: RecipeConfig, progress: bool = True) -> dict:
+def train(cfg: RecipeConfig, progress: bool = True, family: dict = FAMILY) -> dict:
     # Everything that can refuse the run is checked before the run's directory is written to, so a
     # refused or finished run leaves an existing run's config.yaml and summary.json as they were.
     out = Path(cfg.train.output_dir)
@@ -180,7 +186,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     train_types = present_types(cfg.data.train_dir, cfg.data.scenario_types)
     main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
     with distributed.main_first():
-        prepared = windows.prepare(cfg.data.train_dir, progress=progress and main)
+        prepared = windows.prepare(cfg.data.train_dir, progress=progress and main, dims=family["dims"])
     plan = stage_plan(cfg.train)
     check_stages(
         plan,
@@ -193,15 +199,15 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         cfg.data.train_dir,
     )
     stats = windows.load_stats(prepared)
-    val_batches = validation_batches(cfg, cfg.model.history)
+    val_batches = validation_batches(cfg, cfg.model.history, dims=family["dims"])
 
-    model = PhysicsExpert(cfg.model, stats={k: torch.as_tensor(v) for k, v in stats.items()})
+    model = family["model"](cfg.model, stats={k: torch.as_tensor(v) for k, v in stats.items()})
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     # One noise stream for every process: each draws the global batch's noise and keeps its rows.
     noise_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     ckpts = CheckpointManager(out / "checkpoints")
     run_info = {
-        "recipe": "physics-expert",
+        "recipe": family["recipe_id"],
         "model_config": config_to_dict(cfg.model),
         "train_dir": str(cfg.data.train_dir),
         "train_scenario_types": train_types,
@@ -212,7 +218,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     position = {"epoch": 0, "sample": 0}
     best = float("inf")
     identity = {k: run_info[k] for k in ("model_config", "train_scenario_types", "train_manifest_shards")}
-    resumed = check_resume(ckpts.directory, "physics-expert", identity, out)
+    resumed = check_resume(ckpts.directory, family["recipe_id"], identity, out)
     latest = None if resumed is None else resumed.path
     if resumed is not None:
         meta = restore(resumed, model, optimizer, rng=True, extra_generators={"noise": noise_gen})
@@ -264,7 +270,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         distributed.barrier()
 
     bar = (
-        progress_bar(total=cfg.train.max_steps, initial=step, desc="train physics-expert")
+        progress_bar(total=cfg.train.max_steps, initial=step, desc=f"train {family['recipe_id']}")
         if progress and main
         else None
     )
