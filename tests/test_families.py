@@ -212,6 +212,21 @@ def test_a_checkpoint_of_another_family_names_the_right_model(data, capsys):
     assert len(err.splitlines()) == 1 and "--model physics-expert" in err and "Traceback" not in err
 
 
+def test_a_family_of_the_other_dimension_is_refused_in_one_line(request, capsys):
+    """A 2D family on a 3D dataset and a 3D family on a 2D one: exit 2, one line naming what fits."""
+    data, data3d = request.getfixturevalue("data"), request.getfixturevalue("data3d")
+    flat = trained_checkpoint("physics-expert", data)
+    solid = trained_checkpoint("physics-expert-3d", data3d)
+    for name, checkpoint, val, says in (
+        ("physics-expert", flat, data3d, "--model physics-expert-3d"),
+        ("physics-expert-3d", solid, data, "holds 2D scenes"),
+    ):
+        capsys.readouterr()
+        assert main(evaluate_args(name, checkpoint, val, val / "eval" / f"wrong-{name}")) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------- the import graph
 
 

@@ -183,6 +183,7 @@ def train(cfg: RecipeConfig, progress: bool = True, family: dict = FAMILY) -> di
     set_deterministic(cfg.train.deterministic)
 
     # Data: windows are prepared once per dataset and memory-mapped; stats come from the train set.
+    windows.check_dims(Dataset(cfg.data.train_dir).dims, family["dims"], cfg.data.train_dir)
     train_types = present_types(cfg.data.train_dir, cfg.data.scenario_types)
     main = distributed.is_main()  # with several processes (torchrun) only rank 0 writes files
     with distributed.main_first():
