@@ -68,18 +68,21 @@ def _dataset_line(train_dir) -> str:
 
 
 def _metrics_section(eval_dir: Path) -> list[str]:
-    from physworld.evaluation.report import MODEL, fmt, load_metrics, method_name, verdict
+    from physworld.evaluation.report import MODEL, fmt, load_metrics, method_name, units_of, verdict
 
     metrics = load_metrics(eval_dir)
     top = str(max(metrics["settings"]["horizons"]))
+    unit = units_of(metrics)["unit"]
+    nudge = metrics["settings"].get("chaos_epsilon_m" if unit == "m" else "chaos_epsilon_px", 0.001)
     lines = [
         "## Evaluation",
         "",
         f"From `{eval_dir}/metrics.json` (`physworld evaluate`): {metrics['dataset'].get('num_scenes', '?')} "
         f"scenes of `{metrics['dataset'].get('val_dir', '?')}`, {metrics['settings']['context_frames']} "
         f"context frames then {metrics['settings']['rollout_frames']} predicted autoregressively. Position "
-        "error in px (lower is better); the baselines are analytic and need no training, and the chaos "
-        "floor is the divergence of the simulator itself under a 0.001 px nudge, which no model should beat.",
+        f"error in {unit} (lower is better); the baselines are analytic and need no training, and the chaos "
+        f"floor is the divergence of the simulator itself under a {nudge:g} {unit} nudge, which no model "
+        "should beat.",
         "",
     ]
     for split in ("seen", "heldout"):
@@ -97,7 +100,7 @@ def _metrics_section(eval_dir: Path) -> list[str]:
             row = agg.get(method)
             if not isinstance(row, dict):
                 continue
-            err = row.get("position_error_px") or {}
+            err = row.get(units_of(metrics)["error"]) or {}  # px in 2D, m in 3D
             name = "**this model**" if method == MODEL else method_name(method)
             lines.append(f"| {name} | {fmt(err.get(top))} | {fmt(err.get('all'))} |")
         lines += ["", verdict(metrics, split, "this model")[0], ""]
