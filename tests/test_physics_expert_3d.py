@@ -240,6 +240,17 @@ def test_3d_baselines_on_free_flight_and_a_resting_body():
     assert metrics["position_error_m"]["all"] < 1e-3 and metrics["penetration_m"] < 0.01
 
 
+def test_penetration_of_a_whole_rollout_matches_the_per_frame_check(data3d):
+    """The evaluator's one-world penetration check agrees with checks.penetration_depths_3d, which
+    builds a fresh PyBullet world per frame."""
+    from physworld.worlds.checks import penetration_depths_3d, penetration_depths_3d_frames
+
+    for rec in Dataset(data3d / "train").iter_scenes():
+        pred = baseline_rollout("ballistic", rec["spec"], rec["states"], 3, 6)  # sinks into things
+        per_frame = np.array([penetration_depths_3d(rec["spec"], f) for f in pred])
+        np.testing.assert_allclose(penetration_depths_3d_frames(rec["spec"], pred), per_frame, atol=1e-3)
+
+
 def test_orientation_error_is_the_geodesic_angle():
     q = np.array([0.0, 0.0, np.sin(0.25), np.cos(0.25)])  # 0.5 rad about z
     assert geodesic_angle_np(q, np.array([0, 0, 0, 1.0])) == pytest.approx(0.5)

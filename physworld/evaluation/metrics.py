@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from physworld.data.windows3d import geodesic_angle_np
-from physworld.worlds.checks import penetration_depths, total_energy
+from physworld.worlds.checks import penetration_depths, penetration_depths_3d_frames, total_energy
 
 ERROR_KEYS = ("position_error_px", "position_mse_px2", "velocity_error", "angle_error_rad")
 SCALAR_KEYS = ("energy_drift", "penetration_px", "static_penetration_px", "parse_failures")
@@ -79,7 +79,10 @@ def scene_metrics(
         out["energy_drift"] = (
             float(abs(energy[1] - energy[0]) / scale) if np.isfinite(energy).all() else float("inf")
         )
-        depths = [penetration_depths(spec, full[f]) for f in range(context, full.shape[0])]
+        if three_d:  # one PyBullet world for the whole rollout
+            depths = penetration_depths_3d_frames(spec, full[context:])
+        else:
+            depths = [penetration_depths(spec, full[f]) for f in range(context, full.shape[0])]
         out[names["penetration"]] = float(max(d[0] for d in depths))
         out[names["static_penetration"]] = float(max(d[1] for d in depths))
     return out

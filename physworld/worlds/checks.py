@@ -219,6 +219,35 @@ def penetration_depths_3d(spec: dict, state: np.ndarray) -> tuple[float, float]:
     return deepest[0], deepest[1]
 
 
+def penetration_depths_3d_frames(spec: dict, states: np.ndarray) -> np.ndarray:
+    """penetration_depths_3d of every frame of states [F, N, 13] at once, float64 [F, 2] (between
+    bodies, against static geometry; inf for a non-finite frame): one PyBullet world for the whole
+    trajectory, with fresh closest points per pair and frame (getClosestPoints; no contact cache
+    carried from one pose to the next), which saves building a world per frame."""
+    p, client, body_ids, static_ids = _pose_world(spec)
+    try:
+        skip = _jointed_pairs(spec)
+        n = len(body_ids)
+        pairs = [
+            (0, body_ids[a], body_ids[b]) for a in range(n) for b in range(a + 1, n) if (a, b) not in skip
+        ]
+        pairs += [(1, sid, body_ids[b]) for sid in static_ids for b in range(n)]
+        out = np.zeros((len(states), 2))
+        for f, state in enumerate(states):
+            if not np.isfinite(state[:, :7]).all():
+                out[f] = np.inf
+                continue
+            for uid, s in zip(body_ids, state, strict=True):
+                p.resetBasePositionAndOrientation(uid, [float(v) for v in s[0:3]], [float(v) for v in s[3:7]],
+                                                  physicsClientId=client)  # fmt: skip
+            for k, ua, ub in pairs:
+                for point in p.getClosestPoints(ua, ub, 0.0, physicsClientId=client):
+                    out[f, k] = max(out[f, k], -point[8])
+        return out
+    finally:
+        p.disconnect(physicsClientId=client)
+
+
 def principal_inertia_3d(spec: dict) -> np.ndarray:
     """Each body's principal moments of inertia [N, 3] (kg m^2, about its own axes), as PyBullet
     computes them from its shape and mass."""
