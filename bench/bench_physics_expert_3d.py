@@ -126,6 +126,16 @@ def main():
                 )
                 cells = " ".join(f"{v:9.4f}" if v is not None else f"{'diverged':>9s}" for v in values)
                 print(f"{split:8s} {method:18s} {cells}")
+    print("\nplausibility over the rollout: energy drift, penetration between bodies / into statics (m)")
+    for split in ("seen", "heldout"):
+        for method, row in metrics["aggregate"].get(split, {}).items():
+            print(
+                f"{split:8s} {method:18s} drift {row['energy_drift']:7.3f}  bodies {row['penetration_m']:7.4f}  "
+                f"statics {row['static_penetration_m']:7.4f}"
+            )
+            table[split][method]["plausibility"] = {
+                k: row[k] for k in ("energy_drift", "penetration_m", "static_penetration_m")
+            }
     print(f"\nper type at horizon {horizons[-2]} (position error, m): model vs the best baseline")
     outcomes = {}
     for t, entry in sorted(metrics["per_type"].items(), key=lambda kv: (kv[1]["split"], kv[0])):
