@@ -132,8 +132,10 @@ def cmd_export_jsonl(args) -> int:
 
 def cmd_prepare(args) -> int:
     from physworld.data import windows
+    from physworld.data.store import Dataset
 
-    out = windows.prepare(args.data_dir, progress=not args.quiet)
+    # 2D or 3D as the dataset is (3D: the windows physics-expert-3d trains on)
+    out = windows.prepare(args.data_dir, progress=not args.quiet, dims=Dataset(args.data_dir).dims)
     print(f"windows prepared -> {out}")
     return 0
 
