@@ -5,6 +5,9 @@ metres against the world's bounds."""
 
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
 
 from physworld.worlds.engine import build_space
@@ -250,7 +253,14 @@ def penetration_depths_3d_frames(spec: dict, states: np.ndarray) -> np.ndarray:
 
 def principal_inertia_3d(spec: dict) -> np.ndarray:
     """Each body's principal moments of inertia [N, 3] (kg m^2, about its own axes), as PyBullet
-    computes them from its shape and mass."""
+    computes them from its shape and mass. Cached by the spec's content: an evaluation asks for the
+    same scene's once per method, and each answer costs a PyBullet world."""
+    return _principal_inertia_cached(json.dumps(spec, sort_keys=True)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _principal_inertia_cached(spec_json: str) -> np.ndarray:
+    spec = json.loads(spec_json)
     p, client, body_ids, _ = _pose_world(spec)
     try:
         return np.array([p.getDynamicsInfo(uid, -1, physicsClientId=client)[2] for uid in body_ids]).reshape(
