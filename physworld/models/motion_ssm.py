@@ -231,7 +231,7 @@ class MotionSSM(nn.Module):
         "normalised": the motion's normalised features}."""
         c = self.text_vector(text_input)  # [B, d]
         x = c.unsqueeze(1) + self.frame_embedding.unsqueeze(0)  # [B, T, d]
-        for norm, fwd, bwd in zip(self.norms, self.forward_blocks, self.backward_blocks):
+        for norm, fwd, bwd in zip(self.norms, self.forward_blocks, self.backward_blocks, strict=True):
             h = norm(x)
             x = x + fwd(h) + bwd(h.flip(1)).flip(1)
         hidden = self.out_norm(x)

@@ -98,7 +98,7 @@ def draw_batch(part: dict, size: int, generator: torch.Generator) -> tuple[list[
     """`size` windows and one of each window's phrasings, drawn with `generator` (nothing else)."""
     idx = torch.randint(len(part["features"]), (size,), generator=generator).tolist()
     pick = torch.randint(1 << 30, (size,), generator=generator).tolist()
-    texts = [part["texts"][i][k % len(part["texts"][i])] for i, k in zip(idx, pick)]
+    texts = [part["texts"][i][k % len(part["texts"][i])] for i, k in zip(idx, pick, strict=True)]
     return texts, torch.as_tensor(part["features"][idx])
 
 
