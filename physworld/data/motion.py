@@ -362,7 +362,9 @@ def load_humanml3d(
             )
         info = SKELETONS[joints.shape[1]]
         if skeleton is None:
-            skeleton = positions_skeleton(joints.shape[1], info["feet"], info["fps"], info["name"])
+            skeleton = positions_skeleton(
+                joints.shape[1], info["feet"], info["fps"], info["name"], info["chains"]
+            )
         elif skeleton["points"] != joints.shape[1]:
             raise ValueError(
                 f"{joints_file}: {joints.shape[1]} joints, but the split's first motion has {skeleton['points']}"
