@@ -37,6 +37,7 @@ DeepMimic humanoid and is skipped for it. Train on it with
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -75,9 +76,32 @@ HELDOUT_PHRASINGS = 2
 SPEED_WORDS = {0.8: " slowly", 1.0: "", 1.25: " quickly"}
 
 # Foot joints of the real datasets' skeletons (HumanML3D's and KIT-ML's own choice, fid_l + fid_r)
+# and their kinematic chains (for drawing)
 SKELETONS = {
-    22: {"name": "humanml3d", "feet": (7, 10, 8, 11), "fps": 20.0},
-    21: {"name": "kit-ml", "feet": (19, 20, 14, 15), "fps": 12.5},
+    22: {
+        "name": "humanml3d",
+        "feet": (7, 10, 8, 11),
+        "fps": 20.0,
+        "chains": [
+            [0, 2, 5, 8, 11],
+            [0, 1, 4, 7, 10],
+            [0, 3, 6, 9, 12, 15],
+            [9, 14, 17, 19, 21],
+            [9, 13, 16, 18, 20],
+        ],
+    },
+    21: {
+        "name": "kit-ml",
+        "feet": (19, 20, 14, 15),
+        "fps": 12.5,
+        "chains": [
+            [0, 11, 12, 13, 14, 15],
+            [0, 16, 17, 18, 19, 20],
+            [0, 1, 2, 3, 4],
+            [3, 5, 6, 7],
+            [3, 8, 9, 10],
+        ],
+    },
 }
 
 
@@ -203,7 +227,7 @@ def deepmimic_skeleton() -> dict:
     }
 
 
-def positions_skeleton(joints: int, feet, fps: float, name: str = "positions") -> dict:
+def positions_skeleton(joints: int, feet, fps: float, name: str = "positions", chains=()) -> dict:
     return {
         "kind": "positions",
         "name": name,
@@ -212,6 +236,7 @@ def positions_skeleton(joints: int, feet, fps: float, name: str = "positions") -
         "joints": list(range(joints)),
         "feet": list(feet),
         "fps": fps,
+        "chains": [list(c) for c in chains],
     }
 
 
@@ -244,6 +269,7 @@ def phrasings(name: str, mirrored: bool, speed: float) -> tuple[list[str], list[
     return texts[:-HELDOUT_PHRASINGS], texts[-HELDOUT_PHRASINGS:]
 
 
+@functools.lru_cache(maxsize=4)  # one build per process and arguments: callers must not modify it
 def build_fixture(
     fps: float = 20.0,
     window: int = 32,

@@ -9,7 +9,7 @@ these points instead, so the numbers are not comparable with PhysDiff's tables:
     trajectory included), over the links / joints;
   - penetrate_mm: mean over frames of the lowest point's depth below the ground (0 above it);
   - float_mm: mean over frames of the lowest point's height above the ground beyond 5 mm (0 below);
-  - skate_mm: mean ground-plane step (mm per frame) of foot points within contact_height (5 cm) of the
+  - skate_mm: mean ground-plane step (mm per frame) of foot points within CONTACT_HEIGHT (2 cm) of the
     ground at both frames of a step, over such steps;
   - jerk: mean |third time derivative| of joint positions, m/s^3.
 FID and R-precision need a pretrained text/motion evaluator (Guo et al. 2022's for HumanML3D) that
@@ -34,7 +34,7 @@ from physworld.data import humanoid as H
 from physworld.data.motion import feature_points, words
 from physworld.models.motion_ssm import foot_contacts, jerk_per_frame, lowest_height, skate_steps
 
-CONTACT_HEIGHT = 0.05  # m
+CONTACT_HEIGHT = 0.02  # m
 FLOAT_TOLERANCE = 0.005  # m
 FALL_DROP = 0.3  # m: the humanoid has fallen when its root is this much lower than the motion's
 SUBSTEPS_HZ = 240
@@ -49,12 +49,12 @@ def motion_metrics(points: np.ndarray, skeleton: dict, fps: float, target: np.nd
     joints, feet = skeleton["joints"], skeleton["feet"]
     low = lowest_height(pts)  # [N, T]
     contact = foot_contacts(pts, feet, CONTACT_HEIGHT).double()
-    steps = skate_steps(pts, feet)
+    steps = skate_steps(pts, feet, eps=0.0)
     out = {
         "penetrate_mm": float(torch.relu(-low).mean()) * 1000,
         "float_mm": float(torch.relu(low - FLOAT_TOLERANCE).mean()) * 1000,
         "skate_mm": float((steps * contact).sum() / contact.sum().clamp_min(1.0)) * 1000,
-        "jerk": float(jerk_per_frame(pts[..., joints, :]).mean()) * fps**3,
+        "jerk": float(jerk_per_frame(pts[..., joints, :], eps=0.0).mean()) * fps**3,
     }
     if target is not None:
         tgt = torch.as_tensor(np.asarray(target, np.float64))

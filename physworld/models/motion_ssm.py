@@ -24,10 +24,10 @@ alone and the gate has 3 components per frame:
   - height: when the lowest body point is below the ground or less than `snap_height` above it, the
     root is moved so that the lowest point is exactly on the ground (y = 0); higher (a jump, a flip),
     the height is kept;
-  - foot contact: where a foot point is within `contact_height` of the ground at frames t - 1 and t,
-    the root's ground-plane step t - 1 -> t is replaced by minus the mean step of those foot points
-    relative to the root, so the feet in contact stay put (no skating); the root path is the running
-    sum of the steps.
+  - foot contact: where foot points are within `contact_height` of the ground at frames t - 1 and t,
+    the lowest of them at t is the planted point, and the root's ground-plane step t - 1 -> t is
+    replaced by minus that point's step relative to the root, so the planted point stays put (no
+    skating); the root path is the running sum of the steps.
 `physics_embed` encodes, per frame, the foot points' heights and ground-plane speeds, the lowest point's
 height and the constraint's correction of the root (what the projection would change).
 
@@ -71,7 +71,7 @@ class MotionSSMConfig:
     skate_weight: float = 1.0
     penetration_weight: float = 1.0
     jerk_weight: float = 1.0
-    contact_height: float = 0.05  # m: a foot point this close to the ground is in contact
+    contact_height: float = 0.02  # m: a foot point this close to the ground is in contact
     snap_height: float = 0.05  # m: the constraint puts the lowest point on the ground below this height
     float_tolerance: float = 0.005  # m: floating is measured above this height (PhysDiff's 5 mm)
 
@@ -107,13 +107,14 @@ def foot_contacts(points: torch.Tensor, feet, contact_height: float) -> torch.Te
     return low[..., 1:, :] & low[..., :-1, :]
 
 
-def skate_steps(points: torch.Tensor, feet) -> torch.Tensor:
-    """Ground-plane (x, z) step length of each foot point from frame t to t + 1 [..., T - 1, Fp] (m)."""
+def skate_steps(points: torch.Tensor, feet, eps: float = 1e-12) -> torch.Tensor:
+    """Ground-plane (x, z) step length of each foot point from frame t to t + 1 [..., T - 1, Fp] (m).
+    `eps` keeps the gradient of sqrt finite at 0 (a loss); the metrics pass 0."""
     step = points[..., 1:, feet, :] - points[..., :-1, feet, :]
-    return torch.sqrt(step[..., 0] ** 2 + step[..., 2] ** 2 + 1e-12)
+    return torch.sqrt(step[..., 0] ** 2 + step[..., 2] ** 2 + eps)
 
 
-def jerk_per_frame(points: torch.Tensor) -> torch.Tensor:
+def jerk_per_frame(points: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """|third finite difference| of every point [..., T - 3, P] (m / frame^3; x fps^3 for m/s^3)."""
     d3 = (
         points[..., 3:, :, :]
@@ -121,7 +122,7 @@ def jerk_per_frame(points: torch.Tensor) -> torch.Tensor:
         + 3 * points[..., 1:-2, :, :]
         - points[..., :-3, :, :]
     )
-    return torch.sqrt((d3**2).sum(-1) + 1e-12)
+    return torch.sqrt((d3**2).sum(-1) + eps)
 
 
 def physics_terms(points: torch.Tensor, skeleton: dict, config: MotionSSMConfig) -> dict:
@@ -201,14 +202,16 @@ class MotionSSM(nn.Module):
         height = torch.where(near, -low_rel, root[..., 1])
         feet_y = height.detach().unsqueeze(-1) + rel[..., sk["feet"], 1].detach()  # [B, T, Fp]
         low = feet_y < cfg.contact_height
-        contact = (low[:, 1:] & low[:, :-1]).float()  # [B, T - 1, Fp]
+        contact = low[:, 1:] & low[:, :-1]  # [B, T - 1, Fp]
+        # the planted point: of the foot points in contact at t - 1 and t, the lowest at t
+        height_t = torch.where(contact, feet_y[:, 1:], torch.full_like(feet_y[:, 1:], float("inf")))
+        pick = F.one_hot(height_t.argmin(-1), len(sk["feet"])).to(features.dtype)  # [B, T - 1, Fp]
         foot_step = (
             rel[:, 1:, sk["feet"]][..., [0, 2]] - rel[:, :-1, sk["feet"]][..., [0, 2]]
         )  # [B, T-1, Fp, 2]
-        count = contact.sum(-1, keepdim=True)  # [B, T - 1, 1]
-        planted = -(foot_step * contact.unsqueeze(-1)).sum(-2) / count.clamp_min(1.0)
+        planted = -(foot_step * pick.unsqueeze(-1)).sum(-2)
         own = root[:, 1:, [0, 2]] - root[:, :-1, [0, 2]]
-        step = torch.where(count > 0, planted, own)  # [B, T - 1, 2]
+        step = torch.where(contact.any(-1, keepdim=True), planted, own)  # [B, T - 1, 2]
         ground = torch.cat([root[:, :1, [0, 2]], root[:, :1, [0, 2]] + torch.cumsum(step, dim=1)], dim=1)
         return torch.stack([ground[..., 0], height, ground[..., 1]], dim=-1)
 
