@@ -280,6 +280,26 @@ def test_recipe_resumes_bit_for_bit(tmp_path, monkeypatch):
         recipe.main(TINY, [f"train.output_dir={tmp_path / 'a'}", *common, "model.gate=false"], progress=False)
 
 
+def test_recipe_stops_on_non_finite_losses(tmp_path, monkeypatch):
+    from physworld.recipes import motion as recipe
+
+    real = MotionSSM.loss
+
+    def nan_loss(self, text_input, target, terms=False):
+        total, parts = real(self, text_input, target, terms=True)
+        total = total * float("nan")
+        return (total, parts) if terms else total
+
+    monkeypatch.setattr(MotionSSM, "loss", nan_loss)
+    with pytest.raises(RuntimeError, match="non-finite steps in a row"):
+        recipe.main(
+            TINY,
+            [f"train.output_dir={tmp_path}", "train.max_bad_steps=2", "train.tensorboard=false"],
+            progress=False,
+        )
+    assert not (tmp_path / "checkpoints" / "latest.safetensors").exists()  # no update was ever taken
+
+
 def test_recipe_registered_and_config_errors(tmp_path, capsys):
     from physworld.evaluation.families import train_recipes
 
