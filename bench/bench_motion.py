@@ -110,6 +110,7 @@ def main() -> None:
         "float_mm",
         "skate_mm",
         "jerk",
+        "speed_mm",
         "tracking_error_mm",
         "fell_share",
         "seconds_upright",

@@ -180,6 +180,9 @@ def test_physics_terms_and_metrics_against_hand_calculations():
     # third difference of 0.001 t^3 is 0.006 per frame^3; the foot's linear motion has none
     assert float(terms["jerk"]) == pytest.approx((0.006 + 0.0) / 2, abs=1e-6)
     m = E.motion_metrics(pts, sk, fps=10.0, target=pts + [0.0, 0.0, 0.003])
+    # joint speeds: point 0 moves 0.001 (t+1)^3 - 0.001 t^3 per frame, the foot 0.02
+    steps = np.diff(0.001 * t**3)
+    assert m["speed_mm"] == pytest.approx((steps.mean() + 0.02) / 2 * 1000)
     assert m["skate_mm"] == pytest.approx(20.0, abs=1e-3)
     assert m["penetrate_mm"] == pytest.approx(10.0)
     assert m["float_mm"] == 0.0

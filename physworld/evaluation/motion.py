@@ -11,7 +11,9 @@ these points instead, so the numbers are not comparable with PhysDiff's tables:
   - float_mm: mean over frames of the lowest point's height above the ground beyond 5 mm (0 below);
   - skate_mm: mean ground-plane step (mm per frame) of foot points within CONTACT_HEIGHT (2 cm) of the
     ground at both frames of a step, over such steps;
-  - jerk: mean |third time derivative| of joint positions, m/s^3.
+  - jerk: mean |third time derivative| of joint positions, m/s^3;
+  - speed_mm: mean joint speed, mm per frame: how much the body moves at all. A motion that barely
+    moves has small skating and jerk for free, so read the physics errors beside it.
 FID and R-precision need a pretrained text/motion evaluator (Guo et al. 2022's for HumanML3D) that
 cannot be downloaded here: they are not computed unless one is given (`load_evaluator`,
 `fid_and_r_precision`), and nothing reports them otherwise.
@@ -55,6 +57,7 @@ def motion_metrics(points: np.ndarray, skeleton: dict, fps: float, target: np.nd
         "float_mm": float(torch.relu(low - FLOAT_TOLERANCE).mean()) * 1000,
         "skate_mm": float((steps * contact).sum() / contact.sum().clamp_min(1.0)) * 1000,
         "jerk": float(jerk_per_frame(pts[..., joints, :], eps=0.0).mean()) * fps**3,
+        "speed_mm": float((pts[..., 1:, joints, :] - pts[..., :-1, joints, :]).norm(dim=-1).mean()) * 1000,
     }
     if target is not None:
         tgt = torch.as_tensor(np.asarray(target, np.float64))
