@@ -327,6 +327,12 @@ def test_recipe_registered_and_config_errors(tmp_path, capsys):
     code = main(["train", "motion", "--config", TINY, f"train.output_dir={tmp_path}", "model.frames=16"])
     assert code == 2
     assert "data.window (32) must equal model.frames (16)" in capsys.readouterr().err
+    assert (
+        main(["train", "motion", "--config", TINY, f"train.output_dir={tmp_path}", "data.source=humanml3d"])
+        == 2
+    )
+    assert "needs data.root" in capsys.readouterr().err
+    assert not tmp_path.joinpath("config.yaml").exists()  # refused before anything is written
 
 
 # ---------------------------------------------------------------- baselines, evaluator, playback, CLI

@@ -79,6 +79,12 @@ class RecipeConfig:
             raise ValueError(
                 f"data.heldout_fraction must be between 0 and 1, got {self.data.heldout_fraction}"
             )
+        if self.data.source not in ("deepmimic", "humanml3d"):
+            raise ValueError(f"data.source must be deepmimic or humanml3d, got {self.data.source!r}")
+        if self.data.source == "humanml3d" and not self.data.root:
+            raise ValueError(
+                "data.source=humanml3d needs data.root: the folder holding new_joints/, texts/ and train.txt"
+            )
         if not self.data.fps > 0:
             raise ValueError(f"data.fps must be positive, got {self.data.fps}")
         check_schedule(self.optim, self.train)
