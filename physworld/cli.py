@@ -419,6 +419,36 @@ def cmd_pipeline(args) -> int:
         raise UserError(str(e)) from None
 
 
+def cmd_text2motion(args) -> int:
+    from physworld.evaluation.motion import text_to_motion
+
+    prompt = " ".join(args.prompt.split())
+    if not prompt:
+        raise UserError(
+            'the prompt is empty: describe a motion, e.g. physworld text2motion "a person jumps" ...'
+        )
+    if not Path(args.checkpoint).is_file():
+        raise UserError(
+            f"--checkpoint {args.checkpoint}: no such file; train one with "
+            "physworld train motion --config configs/motion/small.yaml"
+        )
+    if args.force_gate is not None and not 0.0 <= args.force_gate <= 1.0:
+        raise UserError(f"--force-gate must be between 0 and 1, got {args.force_gate}")
+    result = text_to_motion(
+        prompt, args.checkpoint, args.out, playback=not args.no_playback, forced_gate=args.force_gate
+    )
+    m = result["metrics"]
+    print(
+        f"{result['frames']} frames at {result['fps']:g} fps -> {args.out} ({', '.join(result['files'])}); "
+        f"penetration {m['penetrate_mm']:.1f} mm, floating {m['float_mm']:.1f} mm, skating {m['skate_mm']:.1f} mm/frame"
+    )
+    if isinstance(result.get("playback"), dict):
+        pb = result["playback"]
+        fell = f"fell at {pb['seconds_upright']:.2f} s" if pb["fell"] else "stayed up"
+        print(f"PD playback: tracking error {pb['tracking_error_mm']:.0f} mm, {fell}")
+    return 0
+
+
 def cmd_list_scenarios(args) -> int:
     from physworld.worlds.registry import CATEGORY_OF, SCENARIOS_3D, difficulty_docs, is_heldout
 
@@ -836,6 +866,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=cmd_sweep)
+
+    t2m = verbs.add_parser(
+        "text2motion", help="a human motion from a text prompt (MotionSSM), as npy, JSON and MP4"
+    )
+    t2m.add_argument("prompt", help='what the person does, e.g. "a person jumps"')
+    t2m.add_argument(
+        "--checkpoint", required=True, help="a motion recipe checkpoint (physworld train motion)"
+    )
+    t2m.add_argument("--out", required=True, help="output folder for motion.npy, motion.json, motion.mp4")
+    t2m.add_argument("--no-playback", action="store_true", help="skip the PyBullet PD playback")
+    t2m.add_argument("--force-gate", type=float, default=None, help="override the PhysicsSSM gate (0..1)")
+    t2m.set_defaults(func=cmd_text2motion)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")

@@ -166,7 +166,11 @@ def test_every_entry_names_real_files():
         assert entry(name)["name"] == name
         for alias in fam.get("aliases", ()):
             assert entry(alias)["name"] == name
-    assert set(train_recipes()) == {fam["train"] for fam in FAMILIES.values()}
+    from physworld.evaluation.families import RECIPES  # recipes that are not trajectory families
+
+    assert set(train_recipes()) == {fam["train"] for fam in FAMILIES.values()} | set(RECIPES)
+    for module in RECIPES.values():
+        assert importlib.util.find_spec(module) is not None, module
     assert len(model_choices()) == len(set(model_choices())), "a name or alias is used twice"
     with pytest.raises(ValueError, match="--model must be one of"):
         entry("no-such-family")
