@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -201,15 +202,17 @@ def ablation(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_vjepa_"))
     clip = C.ClipConfig(resolution=32, frames=8, fps=15, captions=False)
-    types = ("billiards", "collision", "pendulum", "bounce")
+    types = ("billiards", "head_on", "pendulum", "projectile")
     for split, n, seed in (("train", args.train_scenes, 0), ("val", 6, 99)):
         if not (work / split / "clips").is_dir():
             cfg = GenerateConfig(scenario_types=types, num_scenes_per_type=n, frames_per_scene=60, seed=seed)
             generate(cfg, work / split, num_workers=1, progress=False)
             C.render_clips(work / split, clip, num_workers=1, progress=False)
     rows = []
+    # one folder per variant and setting, so a rerun with other settings never resumes another's run
+    tag = re.sub(r"[^A-Za-z0-9.=-]+", "_", "_".join([f"steps={args.steps}", f"seed={args.seed}", *args.set]))
     for label, overrides in VARIANTS.items():
-        out = work / ("run_" + str(len(rows)))
+        out = work / f"run{len(rows)}_{tag}"
         t0 = time.perf_counter()
         R.main(
             str(ROOT / "configs" / "vjepa" / "tiny.yaml"),
@@ -229,6 +232,7 @@ def ablation(args) -> list[dict]:
                 "mask.blocks=4",
                 f"train.seed={args.seed}",
                 *ABLATION_MODEL,
+                *args.set,
                 *overrides,
             ],
             progress=False,
@@ -277,6 +281,9 @@ def main() -> None:
         "--work", default=None, help="ablation: folder for data and runs (default a temporary one)"
     )
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument(
+        "--set", nargs="*", default=[], help="ablation: recipe overrides for every variant, key=value"
+    )
     args = p.parse_args()
     if args.mode == "throughput" and not args.synthetic:
         p.error(
