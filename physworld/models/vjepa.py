@@ -21,6 +21,7 @@ token order time-major (t, h, w), as transformers' `Conv3d(...).flatten(2)` give
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -250,8 +251,7 @@ class VJEPA(nn.Module):
         self.predictor = Predictor(cfg, hf_model.predictor if hf_model is not None else None)
         if hf_model is None:
             _init_weights(self, hf_config(cfg).initializer_range)
-        self.target_encoder = VideoEncoder(cfg)
-        self.target_encoder.load_state_dict(self.encoder.state_dict())
+        self.target_encoder = copy.deepcopy(self.encoder)  # same layers and settings, EMA-updated
         self.target_encoder.requires_grad_(False)
 
     def set_gradient_checkpointing(self, on: bool) -> None:

@@ -45,8 +45,9 @@ from physworld.models.vjepa import (
     VJEPA,
     VJEPAConfig,
     causal_masks,
+    config_from_hf,
     gather_tokens,
-    hf_config,
+    load_hf_model,
     multiblock_masks,
     target_features,
 )
@@ -118,6 +119,9 @@ class VJEPATrainConfig(TrainConfig):
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast where the device supports it
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     gradient_checkpointing: bool = False  # recompute each block's activations in backward
+    # start from a pretrained VJEPA2Model (a save_pretrained directory, or a hub id where the hub is
+    # reachable) instead of a random init; its architecture must equal model.*
+    init_from: str | None = None
 
     def validate(self):
         super().validate()
@@ -264,6 +268,32 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def build_model(cfg: RecipeConfig) -> VJEPA:
+    """A random init from model.*, or the weights of train.init_from (a VJEPA2Model) when given."""
+    if not cfg.train.init_from:
+        return VJEPA(cfg.model)
+    hf = load_hf_model(cfg.train.init_from)
+    theirs = config_from_hf(hf.config)
+    fields = (
+        "image_size",
+        "tubelet",
+        "patch",
+        "dim",
+        "depth",
+        "heads",
+        "pred_dim",
+        "pred_depth",
+        "pred_heads",
+    )
+    differ = [f"model.{f}={getattr(cfg.model, f)} (it has {getattr(theirs, f)})" for f in fields
+              if getattr(theirs, f) != getattr(cfg.model, f)]  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"train.init_from={cfg.train.init_from}: another architecture: {'; '.join(differ)}; set model.* to its"
+        )
+    return VJEPA(cfg.model, hf_model=hf)
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -347,7 +377,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         val_frames = frames_of(rgb, torch.zeros(n, dtype=torch.long), cfg.model.frames, cfg.model.image_size)
         val_frames = val_frames.to(device)
 
-    model = VJEPA(cfg.model).to(device)
+    model = build_model(cfg).to(device)
     model.set_gradient_checkpointing(cfg.train.gradient_checkpointing)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -360,13 +390,14 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "model_config": config_to_dict(cfg.model),
         "train_dir": str(cfg.data.train_dir),
         "clip_view": dataset.meta.get("source"),
+        "init_from": cfg.train.init_from,
     }
     grid = cfg.model.grid
 
     step, position, collapsed_run = 0, {"epoch": 0, "sample": 0}, 0
     best = float("inf")
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
-    identity = {k: run_info[k] for k in ("model_config", "clip_view")}
+    identity = {k: run_info[k] for k in ("model_config", "clip_view", "init_from")}
     resumed = check_resume(ckpts.directory, RECIPE_ID, identity, out)
     if resumed is not None:
         meta = restore(resumed, model, optimizer, rng=True, extra_generators=generators)
@@ -532,7 +563,7 @@ def save_pretrained(model: VJEPA, directory: Path) -> Path:
     physworld.models.vjepa.load_video_encoder and VJEPA2Model.from_pretrained both read."""
     from transformers import VJEPA2Model
 
-    hf = VJEPA2Model(hf_config(model.cfg))
+    hf = VJEPA2Model(model.predictor.predictor.config)  # the VJEPA2Config the layers were built from
     hf.load_state_dict({k: v.detach().cpu() for k, v in model.hf_state_dict().items()}, strict=True)
     # written beside, then renamed into place: a kill leaves the old directory or the new, never half
     tmp = directory.with_name(f".{directory.name}.tmp")
