@@ -301,8 +301,11 @@ def build_model(cfg: RecipeConfig) -> VJEPA:
 def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     """How well the predictor predicts the next tubelet step's latents from the past steps alone, in the
     model's own target space: for every k, context = steps < k, target = step k. Errors are mean squared
-    errors divided by the targets' variance; `copy_last` predicts step k's latents as step k-1's; the
-    acceleration error compares the second differences of [observed..., predicted] with the targets'."""
+    errors divided by the targets' variance. Content-free baselines beside it: `mean` predicts every
+    token as the mean target vector of the clips, `position_mean` as the mean over the clips at that token's
+    position; `copy_last` predicts step k's latents as step k-1's. A predictor that has learned nothing
+    from its context scores about `mean`. The acceleration error compares the second differences of
+    [observed..., predicted] with the targets'."""
     model.eval()
     grid = model.encoder.grid_of(frames)
     gt, gh, gw = grid
@@ -310,7 +313,9 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     b = frames.shape[0]
     z = target_features(model, frames)  # [B, N, D]
     var = z.var(dim=(0, 1)).mean().clamp_min(1e-12)
-    errs, copies, accel = [], [], []
+    mean = z.mean(dim=(0, 1), keepdim=True)  # [1, 1, D]
+    position_mean = z.mean(dim=0, keepdim=True).expand_as(z)  # [B, N, D]
+    errs, copies, accel, means, position_means = [], [], [], [], []
     for k in range(1, gt):
         ctx = torch.arange(k * per).unsqueeze(0).expand(b, -1)
         tgt = torch.arange(k * per, (k + 1) * per).unsqueeze(0).expand(b, -1)
@@ -319,6 +324,8 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
         prev = gather_tokens(z, tgt - per)
         errs.append(float((pred - truth).pow(2).mean() / var))
         copies.append(float((prev - truth).pow(2).mean() / var))
+        means.append(float((mean - truth).pow(2).mean() / var))
+        position_means.append(float((gather_tokens(position_mean, tgt) - truth).pow(2).mean() / var))
         if k >= 2:
             before = gather_tokens(z, tgt - 2 * per)
             acc_pred, acc_true = pred - 2 * prev + before, truth - 2 * prev + before
@@ -327,6 +334,8 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     out = {
         "next_step_error": float(np.mean(errs)) if errs else float("nan"),
         "copy_last_error": float(np.mean(copies)) if copies else float("nan"),
+        "mean_error": float(np.mean(means)) if means else float("nan"),
+        "position_mean_error": float(np.mean(position_means)) if position_means else float("nan"),
     }
     out["next_step_vs_copy"] = out["next_step_error"] / max(out["copy_last_error"], 1e-12)
     out["latent_accel_error"] = float(np.mean(accel)) if accel else float("nan")
@@ -340,7 +349,15 @@ def validate_model(model: VJEPA, cfg: RecipeConfig, val_frames: torch.Tensor, gr
     model.eval()
     loss, stats = model.loss(val_frames, ctx, tgt, cfg.objective.loss)
     model.train()
-    out = {"val_loss": float(loss), "val_target_effective_rank": float(stats["target_effective_rank"])}
+    # the same loss for the mean target vector: a predictor that ignores its context scores about this
+    z = gather_tokens(target_features(model, val_frames), tgt)
+    err = z.mean(dim=(0, 1), keepdim=True) - z
+    mean_loss = err.abs().mean() if cfg.objective.loss == "l1" else err.pow(2).mean()
+    out = {
+        "val_loss": float(loss),
+        "val_mean_target_loss": float(mean_loss),
+        "val_target_effective_rank": float(stats["target_effective_rank"]),
+    }
     out.update({f"val_{k}": v for k, v in next_step_prediction(model, val_frames).items()})
     return out
 
