@@ -21,6 +21,11 @@ the latent-acceleration error, the multi-block validation loss, and the collapse
 generation (pymunk):
 
     python bench/bench_vjepa.py --mode ablation [--steps 300]
+
+Sanity (`--mode sanity`): whether the predictor can use its context at all, by plain regression of the
+next step's latents on moving squares (no EMA), against the mean target vector: a minute of CPU.
+
+    python bench/bench_vjepa.py --mode sanity
 """
 
 from __future__ import annotations
@@ -271,9 +276,63 @@ def ablation(args) -> list[dict]:
     return rows
 
 
+def moving_squares(gen: torch.Generator, n: int) -> torch.Tensor:
+    """[n, 8, 3, 16, 16] clips of one coloured 4 x 4 square moving right one pixel per frame."""
+    frames = torch.zeros(n, 8, 3, 16, 16)
+    for b in range(n):
+        x0 = int(torch.randint(0, 6, (), generator=gen))
+        y = int(torch.randint(0, 12, (), generator=gen))
+        colour = torch.rand(3, generator=gen)[:, None, None]
+        for t in range(8):
+            frames[b, t, :, y : y + 4, x0 + t : x0 + t + 4] = colour
+    return frames
+
+
+def sanity(args) -> list[dict]:
+    """Can the predictor use its context at all? Plain regression (no EMA: the target encoder stays at
+    its init) of step 2's target latents from steps 0-1 on moving squares, scored on held-out clips
+    against the mean target vector (relative MSE 1.0 means: context ignored)."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = V.VJEPAConfig(image_size=16, frames=8, tubelet=2, patch=4, dim=64, depth=2, heads=4, pred_dim=64,
+                        pred_depth=2, pred_heads=4, causal=True)  # fmt: skip
+    model = V.VJEPA(cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    gen, val = torch.Generator().manual_seed(args.seed), moving_squares(torch.Generator().manual_seed(99), 32)
+    per = cfg.grid[1] * cfg.grid[2]
+
+    def ids(n):
+        return torch.arange(2 * per).expand(n, -1), torch.arange(2 * per, 3 * per).expand(n, -1)
+
+    def score() -> dict:
+        with torch.no_grad():
+            ctx, tgt = ids(32)
+            z = V.gather_tokens(V.target_features(model, val), tgt)
+            pred = model.predictor(model.encoder(val, ctx), ctx, tgt, cfg.grid)
+            var = z.var(dim=(0, 1)).mean()
+            return {
+                "model": float((pred - z).pow(2).mean() / var),
+                "mean_vector": float((z.mean(dim=(0, 1), keepdim=True) - z).pow(2).mean() / var),
+            }
+
+    rows = []
+    for step in range(args.steps + 1):
+        if step % 50 == 0:
+            rows.append({"step": step, **score()})
+            print(json.dumps(rows[-1]), flush=True)
+        frames = moving_squares(gen, 16)
+        ctx, tgt = ids(16)
+        z = V.gather_tokens(V.target_features(model, frames), tgt)
+        loss = (model.predictor(model.encoder(frames, ctx), ctx, tgt, cfg.grid) - z).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=["throughput", "ablation"], default="throughput")
+    p.add_argument("--mode", choices=["throughput", "ablation", "sanity"], default="throughput")
     p.add_argument("--device", default="cpu")
     p.add_argument("--synthetic", action="store_true", help="random frames (throughput needs no clips)")
     p.add_argument("--configs", nargs="+", default=["tiny", "small"])
@@ -304,7 +363,7 @@ def main() -> None:
     if args.precision is None:
         args.precision = ["fp32", "bf16"] if args.device.startswith("cuda") else ["fp32"]
     if args.steps is None:
-        args.steps = 20 if args.mode == "throughput" else 300
+        args.steps = {"throughput": 20, "ablation": 300, "sanity": 300}[args.mode]
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     header = {
@@ -316,7 +375,7 @@ def main() -> None:
         "mode": args.mode,
     }
     print(json.dumps(header), flush=True)
-    rows = throughput(args) if args.mode == "throughput" else ablation(args)
+    rows = {"throughput": throughput, "ablation": ablation, "sanity": sanity}[args.mode](args)
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
 
