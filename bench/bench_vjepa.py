@@ -45,7 +45,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from physworld.models import vjepa as V  # noqa: E402  (torch + transformers only)
+
+def _load_model_module():
+    """physworld/models/vjepa.py by its path: it needs torch and transformers alone, while the package
+    physworld.models imports the PhysicsExpert and with it the simulators (pymunk), absent on a GPU box."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "physworld_vjepa_model", ROOT / "physworld" / "models" / "vjepa.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+V = _load_model_module()
 
 
 def model_config(name: str) -> tuple[V.VJEPAConfig, int, int]:
@@ -201,12 +216,13 @@ VARIANTS = {
 def evaluate_run(out: Path, val_dir: Path, R) -> dict:
     """The recipe's validation (multi-block loss beside the mean target vector's, next-step prediction
     beside copying the last step and the content-free means) of a finished run, on 64 held-out clips."""
+    from physworld.models.vjepa import VJEPA, config_from_dict
     from physworld.training.checkpoint import load_run
     from physworld.training.config import load_config
 
     cfg = load_config(out / "config.yaml", R.RecipeConfig)
     ckpt, info = load_run(out / "checkpoints" / "latest.safetensors", "vjepa")
-    model = V.VJEPA(V.config_from_dict(info["model_config"]))
+    model = VJEPA(config_from_dict(info["model_config"]))
     model.load_state_dict(ckpt.model_state_dict())
     val = R.open_clips(val_dir)
     n = min(len(val), 64)
