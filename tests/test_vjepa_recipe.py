@@ -59,6 +59,7 @@ def test_trains_logs_collapse_metrics_and_loads_as_an_encoder(clips, tmp_path):
     assert [m["step"] for m in train] == [1, 2, 3, 4]
     for m in train:
         assert m["target_std"] > 0 and 1 <= m["target_effective_rank"] <= 32 and "context_std" in m
+        assert m["mean_target_loss"] > 0
     val = [m for m in records if "val_loss" in m]
     assert len(val) == 1 and val[0]["val_copy_last_error"] > 0
     # the recipe checkpoint and the save_pretrained directory hold the same (target) encoder

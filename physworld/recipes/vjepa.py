@@ -519,6 +519,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{totals['loss']:.4f}",
+                    mean_target=f"{totals['mean_target_loss']:.4f}",
                     std=f"{totals['target_std']:.3f}",
                     rank=f"{totals['target_effective_rank']:.1f}",
                 )
