@@ -134,6 +134,7 @@ FAMILIES: dict[str, dict] = {
 # One line each: "train name": "recipe module".
 RECIPES: dict[str, str] = {
     "motion": "physworld.recipes.motion",
+    "vjepa": "physworld.recipes.vjepa",
 }
 
 
