@@ -23,6 +23,7 @@ video tokens replaced by zeros, so the query tokens carry no information about t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -240,15 +241,43 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 
 def resample_frames(frames: np.ndarray, num_frames: int, size: int) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [num_frames, 3, size, size] in [0, 1]: frames taken evenly over the
-    clip (first and last included), resized with antialiasing. ValueError when T < num_frames."""
+    clip (first and last included), the centre square, resized with antialiasing. ValueError when
+    T < num_frames."""
     t = len(frames)
     if t < num_frames:
         raise ValueError(f"{t} frames, the video encoder needs at least {num_frames}")
     pick = np.round(np.linspace(0, t - 1, num_frames)).astype(np.int64)
-    x = torch.from_numpy(np.ascontiguousarray(frames[pick])).permute(0, 3, 1, 2).float().div_(255.0)
+    h, w = frames.shape[1:3]
+    side = min(h, w)  # the centre square: physworld's clips are square, another video is cropped to one
+    top, left = (h - side) // 2, (w - side) // 2
+    square = frames[pick, top : top + side, left : left + side]
+    x = torch.from_numpy(np.ascontiguousarray(square)).permute(0, 3, 1, 2).float().div_(255.0)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.clamp_(0.0, 1.0)
+
+
+def read_video(path) -> np.ndarray:
+    """Every frame of a video file as uint8 [T, H, W, 3] (imageio-ffmpeg). ValueError naming the file
+    when it is missing, unreadable or holds no frames."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:
+        raise ModuleNotFoundError("reading videos needs imageio-ffmpeg: pip install imageio-ffmpeg") from e
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such video file")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader]
+    except (RuntimeError, OSError, StopIteration, ValueError, KeyError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+        raise ValueError(f"{path}: not a readable video (ffmpeg: {why})") from None
+    if not frames:
+        raise ValueError(f"{path}: the video holds no frames")
+    return np.stack(frames)
 
 
 # ---------------------------------------------------------------- identity of the frozen parts
@@ -267,13 +296,28 @@ def weights_sha256(module: nn.Module) -> str:
 # ---------------------------------------------------------------- the LM
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """No "Loading weights" / "Writing model shards" bars: stderr keeps physworld's own lines."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_lm(path: str):
     """(frozen causal LM, tokenizer) from a local directory or a hub id (models/lm.py's loader, whose
     error says how to use a local copy when the hub cannot be reached)."""
     from physworld.models.lm import BaseModelError, load_base_model
 
     try:
-        lm, tokenizer = load_base_model(str(path))
+        with quiet_transformers():
+            lm, tokenizer = load_base_model(str(path))
     except BaseModelError as e:
         raise ValueError(str(e).replace("--base-model", "lm.path", 1)) from None
     if tokenizer.eos_token_id is None:
@@ -364,7 +408,8 @@ def build_tiny_lm(out_dir, texts: list[str], cfg: TinyLMConfig, progress: bool =
         bar.close()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    lm.eval().save_pretrained(tmp, safe_serialization=True)
+    with quiet_transformers():
+        lm.eval().save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / LM_META).write_text(
         json.dumps({"made_from": recipe, "final_loss": float(loss.detach())}, indent=1)

@@ -26,6 +26,7 @@ with the same weights, bit for bit on CPU, as one never interrupted.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ from physworld.models.captioner import (
     load_lm,
     prompt_ids,
     question_prompt,
+    read_video,
     resample_frames,
     target_ids,
     weights_sha256,
@@ -313,6 +315,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "train_scenario_types": train_types,
         "train_manifest_shards": train_set["manifest_shards"],
     }
+    run_info = json.loads(json.dumps(run_info))  # plain JSON, as it reads back from the checkpoint
     examples = [
         {
             "clip": i,
@@ -460,9 +463,24 @@ def load_captioner(checkpoint) -> tuple[Captioner, dict]:
     encoder, enc_info = build_encoder(cfg.encoder)
     if weights_sha256(encoder) != info["encoder"]["sha256"]:
         raise CheckpointError(
-            f"{path}: the video encoder ({cfg.encoder.checkpoint or 'random init, seed %d' % cfg.encoder.seed}) "
+            f"{path}: the video encoder ({cfg.encoder.checkpoint or f'random init, seed {cfg.encoder.seed}'}) "
             "is not the one this captioner was trained with"
         )
     model = Captioner(cfg.model, encoder, enc_info, lm, tokenizer)
     restore(ckpt, model.bridge, rng=False)
     return model.eval(), info
+
+
+def caption_video(video, checkpoint, question: str | None = None) -> str:
+    """The caption of a video file (any MP4 ffmpeg reads), or the answer to `question` about it."""
+    frames = read_video(video)  # first: a bad file is named before the model loads
+    _, info = load_run(checkpoint, RECIPE)
+    need = int(info["encoder"]["info"]["frames"])
+    if len(frames) < need:
+        raise ValueError(
+            f"{video}: too short: {len(frames)} frames, this captioner's video encoder needs at least {need}; "
+            "give a longer video"
+        )
+    model, _ = load_captioner(checkpoint)
+    x = resample_frames(frames, need, model.encoder_info["image_size"])  # [frames, 3, size, size]
+    return model.describe(model.encode(x[None]), question)
