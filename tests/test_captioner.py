@@ -137,7 +137,7 @@ def test_recipe_trains_scores_and_writes_only_the_bridge(trained):
     assert "held_out" not in metrics["val"]  # scored on its own training types
     ckpt = load_checkpoint(trained / "checkpoints" / "latest.safetensors")
     models = {k.split(".", 2)[1] for k in ckpt.tensors if k.startswith("model.")}
-    assert models == {"query_tokens", "video_norm", "qformer", "proj"}, models
+    assert models == {"query_tokens", "video_mean", "video_std", "video_norm", "qformer", "proj"}, models
     extra = ckpt.meta["extra"]
     assert len(extra["lm"]["sha256"]) == 64 and len(extra["encoder"]["sha256"]) == 64
     assert list((trained / "tensorboard").glob("events.out.tfevents*"))

@@ -97,6 +97,12 @@ class QFormerBridge(nn.Module):
 
         self.cfg = cfg
         self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, cfg.qformer_hidden) * 0.02)
+        # Per-feature mean and std of the frozen encoder's tokens over the training clips (set_video_stats),
+        # saved with the bridge. Needed: a random or lightly trained encoder maps every clip to nearly the
+        # same tokens (clips differ by ~10% of the norm), and unstandardised that difference drowns in the
+        # common part, so the Q-Former learns the text prior alone.
+        self.register_buffer("video_mean", torch.zeros(encoder_dim))
+        self.register_buffer("video_std", torch.ones(encoder_dim))
         self.video_norm = nn.LayerNorm(encoder_dim)  # BLIP-2's ln_vision on the frozen features
         self.qformer = Blip2QFormerModel(
             Blip2QFormerConfig(
@@ -112,7 +118,15 @@ class QFormerBridge(nn.Module):
         )
         self.proj = nn.Linear(cfg.qformer_hidden, lm_dim)
 
+    @torch.no_grad()
+    def set_video_stats(self, tokens: torch.Tensor) -> None:
+        """tokens [clips, N, D_enc] of the training clips -> the standardisation buffers."""
+        flat = tokens.reshape(-1, tokens.shape[-1]).double()
+        self.video_mean.copy_(flat.mean(0).float())
+        self.video_std.copy_(flat.std(0).clamp_min(1e-6).float())
+
     def forward(self, video_tokens: torch.Tensor) -> torch.Tensor:
+        video_tokens = (video_tokens - self.video_mean) / self.video_std
         if not self.cfg.use_video:
             video_tokens = torch.zeros_like(video_tokens)  # text-only baseline: no trace of the clip
         b = video_tokens.shape[0]
