@@ -8,7 +8,7 @@ on the training text) and, with the same LM, config, seed and number of steps, t
 validation clips: event and object precision/recall of the captions against the event logs, and
 question accuracy per type beside the majority answer per template; seen and held-out types apart.
 
-    python bench/bench_captioner.py                        # about 10 minutes on a loaded 2-core machine
+    python bench/bench_captioner.py          # about 5 CPU minutes (20 minutes on a loaded 2-core machine)
     python bench/bench_captioner.py --steps 60 --scenes-per-type 6   # a quick look
     python bench/bench_captioner.py --encoder-checkpoint runs/vjepa/checkpoints/latest.safetensors
 """
