@@ -49,7 +49,13 @@ def _config(data, out, *extra):
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "cap"
-    R.train(_config(data, out, f"data.val_dir={data}"), progress=False)
+    overrides = [
+        f"data.train_dir={data}",
+        f"data.val_dir={data}",
+        f"train.output_dir={out}",
+        "train.threads=1",
+    ]
+    assert main(["train", "captioner", "--config", str(TINY), "--quiet", *overrides]) == 0  # the CLI's way in
     return out
 
 
