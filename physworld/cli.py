@@ -165,6 +165,13 @@ def cmd_captions(args) -> int:
     return 0
 
 
+def cmd_caption(args) -> int:
+    from physworld.recipes.captioner import caption_video
+
+    print(caption_video(args.video, args.checkpoint, args.question))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from physworld.data.validate import format_report, validate
     from physworld.fileio import atomic_write_json
@@ -670,6 +677,15 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--num-workers", type=int, default=default_workers())
     cap.add_argument("--quiet", action="store_true")
     cap.set_defaults(func=cmd_captions)
+    cv = verbs.add_parser(
+        "caption", help="caption a video (any MP4) with a trained captioner, or answer a question about it"
+    )
+    cv.add_argument("video", type=Path, help="an MP4 (or any video ffmpeg reads)")
+    cv.add_argument(
+        "--checkpoint", required=True, type=Path, help="a captioner run's checkpoints/latest.safetensors"
+    )
+    cv.add_argument("--question", default=None, help='e.g. "Does the red ball hit the blue ball?"')
+    cv.set_defaults(func=cmd_caption)
     i = verbs.add_parser("import-jsonl", help="read a dataset in guide 001's JSONL layout into the store")
     i.add_argument("--input-dir", required=True, type=Path)
     i.add_argument("--output-dir", required=True, type=Path, output="dir")

@@ -21,7 +21,14 @@ import torch
 
 from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate
-from physworld.evaluation.families import FAMILIES, checkpoint_family, entry, model_choices, train_recipes
+from physworld.evaluation.families import (
+    FAMILIES,
+    RECIPES,
+    checkpoint_family,
+    entry,
+    model_choices,
+    train_recipes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "physworld"

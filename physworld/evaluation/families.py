@@ -135,6 +135,7 @@ FAMILIES: dict[str, dict] = {
 RECIPES: dict[str, str] = {
     "motion": "physworld.recipes.motion",
     "vjepa": "physworld.recipes.vjepa",
+    "captioner": "physworld.recipes.captioner",
 }
 
 
