@@ -173,7 +173,6 @@ def test_every_entry_names_real_files():
         assert entry(name)["name"] == name
         for alias in fam.get("aliases", ()):
             assert entry(alias)["name"] == name
-    from physworld.evaluation.families import RECIPES  # recipes that are not trajectory families
 
     assert set(train_recipes()) == {fam["train"] for fam in FAMILIES.values()} | set(RECIPES)
     for module in RECIPES.values():
