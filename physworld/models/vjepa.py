@@ -264,12 +264,101 @@ class VJEPA(nn.Module):
         for t, s in zip(self.target_encoder.parameters(), self.encoder.parameters(), strict=True):
             t.lerp_(s.detach(), 1.0 - momentum)
 
+    def loss(self, frames, context_ids, target_ids, kind: str = "l1", trajectory_weight: float = 0.0):
+        """(loss, stats) of one batch: see `jepa_loss`. A method so DDP can route it (distributed.wrap)."""
+        return jepa_loss(self, frames, context_ids, target_ids, kind, trajectory_weight)
+
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """The trained weights under VJEPA2Model's names (encoder.*, predictor.*), target encoder as the
         encoder (V-JEPA evaluates its target encoder)."""
         out = {f"encoder.{k}": v for k, v in self.target_encoder.encoder.state_dict().items()}
         out.update({f"predictor.{k}": v for k, v in self.predictor.predictor.state_dict().items()})
         return out
+
+
+def target_features(model: VJEPA, frames: torch.Tensor) -> torch.Tensor:
+    """The EMA target encoder's features of the whole clip, layer-normed without affine (V-JEPA's
+    targets): [B, N, D]."""
+    with torch.no_grad():
+        z = model.target_encoder(frames)
+    return F.layer_norm(z.float(), z.shape[-1:])
+
+
+def jepa_loss(
+    model: VJEPA,
+    frames: torch.Tensor,
+    context_ids: torch.Tensor,
+    target_ids: torch.Tensor,
+    kind: str = "l1",
+    trajectory_weight: float = 0.0,
+) -> tuple[torch.Tensor, dict]:
+    """V-JEPA's latent loss: the predictor, from the context encoder's features of the context tokens
+    alone, predicts the target encoder's (layer-normed) features at the target tokens; L1 or L2.
+
+    `trajectory_weight` > 0 adds the latent-trajectory term of the temporal causality loss, used with the
+    causal mask (targets = every token of the steps after the context): along each token position the
+    trajectory [observed targets of the context steps, predictions of the later steps] must bend like the
+    target trajectory: |second difference in time of the predicted trajectory - that of the targets|, a
+    penalty on latent accelerations the clip does not have (jerks, teleports). It needs 3 tubelet steps.
+
+    Returns (loss, stats): stats hold detached tensors: latent_loss, trajectory_loss, context_std,
+    target_std, target_effective_rank (collapse watch, see `collapse_stats`)."""
+    grid = model.encoder.grid_of(frames)
+    target_all = target_features(model, frames)  # [B, N, D]
+    context = model.encoder(frames, context_ids)  # [B, Nc, D], sees the context tokens only
+    pred = model.predictor(context, context_ids, target_ids, grid).float()  # [B, Nt, D]
+    target = gather_tokens(target_all, target_ids)
+    err = pred - target
+    latent = err.abs().mean() if kind == "l1" else err.pow(2).mean()
+    loss = latent
+    trajectory = torch.zeros((), device=latent.device)
+    if trajectory_weight > 0 and grid[0] >= 3:
+        trajectory = trajectory_term(pred, target_all, target_ids, grid, kind)
+        loss = loss + trajectory_weight * trajectory
+    stats = {"latent_loss": latent.detach(), "trajectory_loss": trajectory.detach()}
+    stats.update(collapse_stats(context.detach().float(), target.detach()))
+    return loss, stats
+
+
+def trajectory_term(pred, target_all, target_ids, grid, kind: str = "l1") -> torch.Tensor:
+    """Second-difference (latent acceleration) mismatch of the predicted trajectory; `target_ids` must be
+    every token of the steps k..T'-1 (a causal mask)."""
+    gt, gh, gw = grid
+    b, n, d = target_all.shape
+    per = gh * gw
+    k = gt - target_ids.shape[1] // per
+    truth = target_all.view(b, gt, per, d)
+    path = torch.cat([truth[:, :k], pred.view(b, gt - k, per, d)], dim=1)  # [B, T', hw, D]
+    start = max(0, k - 2)  # second differences that touch a predicted step
+    acc_pred = path[:, start + 2 :] - 2 * path[:, start + 1 : -1] + path[:, start:-2]
+    acc_true = truth[:, start + 2 :] - 2 * truth[:, start + 1 : -1] + truth[:, start:-2]
+    diff = acc_pred - acc_true
+    return diff.abs().mean() if kind == "l1" else diff.pow(2).mean()
+
+
+def feature_std(x: torch.Tensor) -> torch.Tensor:
+    """Std over batch and tokens of each channel of layer-normed features, averaged over channels: 0 when
+    every token maps to the same vector (collapse); about 1 for features spread evenly."""
+    x = F.layer_norm(x.float(), x.shape[-1:]).reshape(-1, x.shape[-1])
+    return x.std(dim=0).mean()
+
+
+def effective_rank(x: torch.Tensor) -> torch.Tensor:
+    """exp(entropy of the normalised singular values) of the centred [tokens, D] features (Roy & Vetterli):
+    1 when all variation lies along one direction, D when spread over all."""
+    x = x.float().reshape(-1, x.shape[-1])
+    s = torch.linalg.svdvals(x - x.mean(dim=0, keepdim=True))
+    p = s / s.sum().clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    return torch.exp(entropy)
+
+
+def collapse_stats(context: torch.Tensor, target: torch.Tensor) -> dict:
+    return {
+        "context_std": feature_std(context),
+        "target_std": feature_std(target),
+        "target_effective_rank": effective_rank(target),
+    }
 
 
 def _init_weights(module: nn.Module, std: float) -> None:
