@@ -9,13 +9,14 @@ Steps (each a physworld command, printed as it runs; every step resumes if its o
 Writes OUT/voe.json, OUT/probe.json and OUT/summary.md (the tables BENCHMARKS.md quotes).
 
     python bench/bench_voe.py                                  # about 10-20 CPU minutes on a shared machine
-    python bench/bench_voe.py --checkpoint runs/vjepa/best.safetensors --out-dir /tmp/bench_voe2
+    python bench/bench_voe.py --checkpoint runs/vjepa/checkpoints/latest.safetensors --out-dir /tmp/bench_voe2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -39,7 +40,9 @@ MODEL = {  # the bench's V-JEPA: small enough for a few CPU minutes at 64 x 64
 def run(argv: list[str]) -> float:
     print("$ physworld " + shlex.join(argv), flush=True)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "physworld.cli", *argv], check=True)
+    # One torch thread: small models on a shared 2-core machine (more threads only contend).
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    subprocess.run([sys.executable, "-m", "physworld.cli", *argv], check=True, env=env)
     return time.perf_counter() - t
 
 
@@ -72,7 +75,7 @@ def main() -> None:
                       "train.save_every=100", "train.eval_every=100000", "data.num_workers=0", "data.batch_size=8",
                       "optim.warmup_steps=30", f"train.seed={args.seed}", "train.tensorboard=false"]  # fmt: skip
         times["train"] = run(["train", "vjepa", "--config", "configs/vjepa/tiny.yaml", *overrides])
-        checkpoint = str(run_dir / "latest.safetensors")
+        checkpoint = str(run_dir / "checkpoints" / "latest.safetensors")
 
     pairs = out / "pairs"
     if not (pairs / "manifest.json").exists():

@@ -241,3 +241,54 @@ def test_probe_cli_reports_r2_per_target(tmp_path, capsys):
     assert main(["probe", "--checkpoint", "random", "--clips-dir", str(tmp_path / "nope"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no such folder" in err and "\n" not in err
+
+
+def test_voe_and_probe_on_a_trained_vjepa_checkpoint(tmp_path, pairs_2d, capsys):
+    """A vjepa recipe checkpoint (tiny config, a few steps) is scored with its own predictor too."""
+    import torch
+
+    from physworld.cli import main
+    from physworld.data import clips as C
+    from physworld.data.generate import GenerateConfig, generate
+
+    torch.set_num_threads(1)
+    data = tmp_path / "train"
+    generate(
+        GenerateConfig(
+            ("billiards", "head_on"), num_scenes_per_type=3, frames_per_scene=40, seed=4, scenes_per_shard=8
+        ),
+        data,
+        num_workers=1,
+        progress=False,
+    )
+    C.render_clips(
+        data, C.ClipConfig(resolution=16, frames=4, fps=15, captions=False), num_workers=1, progress=False
+    )
+    run = tmp_path / "run"
+    assert main(["train", "vjepa", "--config", "configs/vjepa/tiny.yaml", f"data.train_dir={data}", f"train.output_dir={run}",
+                 "train.max_steps=2", "train.tensorboard=false", "data.val_clips=2"]) == 0  # fmt: skip
+    ckpt = run / "checkpoints" / "latest.safetensors"
+    out = tmp_path / "voe.json"
+    assert (
+        main(["voe", "--checkpoint", str(ckpt), "--pairs", str(pairs_2d[0]), "--output", str(out), "--quiet"])
+        == 0
+    )
+    models = json.loads(out.read_text())["models"]
+    assert {"vjepa_predictor", "vjepa_ridge", "random_predictor", "random_ridge"} <= set(models)
+    assert (
+        main(
+            [
+                "probe",
+                "--checkpoint",
+                str(ckpt),
+                "--clips-dir",
+                str(data / "clips"),
+                "--output",
+                str(tmp_path / "p.json"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert set(json.loads((tmp_path / "p.json").read_text())["r2"]) == {"vjepa", "random", "pixel"}
+    capsys.readouterr()

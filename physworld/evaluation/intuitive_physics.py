@@ -242,9 +242,12 @@ class LatentPredictor:
         return np.concatenate([np.full((len(z), 2), np.nan), err], axis=1)
 
 
-def predictor_errors(bundle: dict, rgb: np.ndarray, info: dict, first_step: int) -> np.ndarray:
+def predictor_errors(
+    bundle: dict, rgb: np.ndarray, info: dict, first_step: int, targets: np.ndarray | None = None
+) -> np.ndarray:
     """The V-JEPA predictor's mean L1 error per clip and step [B, T'] for steps >= first_step (NaN
-    before): context = the context encoder's tokens of steps < s, target = the target encoder's step s."""
+    before): context = the context encoder's tokens of steps < s, target = the target encoder's step s
+    (`targets`: causal_tokens of the target encoder, when already computed)."""
     torch = _torch()
     tub = info["tubelet"]
     frames = _frames(rgb)
@@ -261,7 +264,10 @@ def predictor_errors(bundle: dict, rgb: np.ndarray, info: dict, first_step: int)
             tgt_ids = torch.arange(s * per, (s + 1) * per).unsqueeze(0).expand(b, -1)
             context = bundle["context"](clip, context_ids=ctx_ids)
             pred = bundle["predictor"](context, ctx_ids, tgt_ids, grid)
-            target = bundle["target"](clip)[:, s * per :]
+            if targets is None:
+                target = bundle["target"](clip)[:, s * per :]
+            else:
+                target = torch.from_numpy(targets[:, s]).reshape(b, per, -1)
             out[:, s] = (pred - target).abs().mean(dim=(1, 2)).numpy()
     return out
 
@@ -319,8 +325,6 @@ def voe_scores(checkpoint: str, pairs_dir, seed: int = 0, progress: bool = True,
 
     from physworld.data.voe import load_pairs
 
-    torch = _torch()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     manifest, pairs = load_pairs(pairs_dir)
     models = load_models(checkpoint, seed)
     info = models["info"]
@@ -368,7 +372,15 @@ def voe_scores(checkpoint: str, pairs_dir, seed: int = 0, progress: bool = True,
         for side in ("possible", "impossible"):
             chunks = []
             for i in range(0, len(pairs), batch):
-                chunks.append(predictor_errors(bundle, rgb[side][i : i + batch], info, int(first.min())))
+                chunks.append(
+                    predictor_errors(
+                        bundle,
+                        rgb[side][i : i + batch],
+                        info,
+                        int(first.min()),
+                        feats[name][side][i : i + batch],
+                    )
+                )
             errs[side] = np.concatenate(chunks)
         surprise[f"{name}_predictor"] = errs
     surprise["pixel_extrapolate"] = {s: extrapolation_errors(rgb[s], info) for s in rgb}
@@ -454,6 +466,8 @@ def _object_features(tokens: np.ndarray, seg: np.ndarray, info: dict) -> tuple[n
     labels = seg[: steps * tub : tub].astype(np.int64)  # [T', H, W]
     labels = np.where(labels >= 65535, 0, labels)  # static geometry is no object
     n = int(labels.max())
+    if n == 0:  # no body in view in any step
+        return np.zeros((steps, 0, tokens.shape[-1])), np.zeros((steps, 0))
     onehot = np.stack([labels == k + 1 for k in range(n)], 1).astype(np.float32)  # [T', N, H, W]
     frac = onehot.reshape(steps, n, gh, cell, gw, cell).mean(axis=(3, 5))  # [T', N, h, w]
     cover = frac.sum(axis=(2, 3))
