@@ -425,9 +425,21 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 def voe_table(result: dict) -> str:
     """Markdown: one row per (types, kind), one column per model: accuracy, '~' where the 95% Wilson
     interval holds 0.5 (not distinguishable from chance)."""
-    models = result["models"]
+    order = [
+        "vjepa_predictor",
+        "vjepa_ridge",
+        "random_predictor",
+        "random_ridge",
+        "pixel_ridge",
+        "pixel_extrapolate",
+    ]
+    models = {
+        m: result["models"][m]
+        for m in sorted(result["models"], key=lambda m: (m not in order, order.index(m) if m in order else m))
+    }
     first = next(iter(models.values()))
-    keys = [k for k in first if not k.endswith("_mean")]
+    kinds = ["all", *sorted({k.split("/", 1)[1] for k in first if not k.endswith("_mean")} - {"all"})]
+    keys = [f"{g}/{k}" for g in ("all", "seen", "heldout") for k in kinds if f"{g}/{k}" in first]
     lines = ["| types | kind | pairs | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 3)]
     for key in keys:
         group, kind = key.split("/", 1)
@@ -598,7 +610,9 @@ def probe_scores(checkpoint: str, clips_dir, seed: int = 0, progress: bool = Tru
 
 
 def probe_table(result: dict) -> str:
-    targets = [k for k in next(iter(result["r2"].values())) if not k.endswith("_penalty")]
+    order = ["x", "y", "z", "vx", "vy", "vz", "log_mass_rel", "friction", "restitution"]
+    present = next(iter(result["r2"].values()))
+    targets = [t for t in order if t in present]
     lines = ["| features | " + " | ".join(targets) + " |", "|" + "---|" * (len(targets) + 1)]
     for name, r2 in result["r2"].items():
         cells = ["" if r2[t] is None else f"{r2[t]:.2f}" for t in targets]
