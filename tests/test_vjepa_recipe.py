@@ -59,6 +59,7 @@ def test_trains_logs_collapse_metrics_and_loads_as_an_encoder(clips, tmp_path):
     assert [m["step"] for m in train] == [1, 2, 3, 4]
     for m in train:
         assert m["target_std"] > 0 and 1 <= m["target_effective_rank"] <= 32 and "context_std" in m
+        assert m["mean_target_loss"] > 0
     val = [m for m in records if "val_loss" in m]
     assert len(val) == 1 and val[0]["val_copy_last_error"] > 0
     # the recipe checkpoint and the save_pretrained directory hold the same (target) encoder
@@ -214,3 +215,29 @@ def test_two_processes_match_one_with_the_same_global_batch(clips, tmp_path):
     for k in a:
         if k.startswith("model."):
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+
+def test_starts_from_a_pretrained_directory(clips, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from transformers import VJEPA2Model
+
+    torch.manual_seed(3)
+    hf = VJEPA2Model(V.hf_config(V.VJEPAConfig()))
+    hf.save_pretrained(tmp_path / "init")
+    summary = _train(
+        clips,
+        tmp_path / "run",
+        "train.max_steps=1",
+        "optim.warmup_steps=0",
+        "optim.lr=1e-12",
+        f"train.init_from={tmp_path / 'init'}",
+    )
+    encoder, _ = V.load_video_encoder(summary["latest"])
+    for name, value in encoder.encoder.state_dict().items():  # one step at lr 1e-12: still the init
+        torch.testing.assert_close(value, hf.encoder.state_dict()[name], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="model.dim=64 \\(it has 32\\)"):
+        _train(clips, tmp_path / "other", "model.dim=64", f"train.init_from={tmp_path / 'init'}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match="hub"):
+        _train(clips, tmp_path / "hub", "train.init_from=physworld-no-such-org/vjepa2")

@@ -21,6 +21,7 @@ token order time-major (t, h, w), as transformers' `Conv3d(...).flatten(2)` give
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -250,8 +251,7 @@ class VJEPA(nn.Module):
         self.predictor = Predictor(cfg, hf_model.predictor if hf_model is not None else None)
         if hf_model is None:
             _init_weights(self, hf_config(cfg).initializer_range)
-        self.target_encoder = VideoEncoder(cfg)
-        self.target_encoder.load_state_dict(self.encoder.state_dict())
+        self.target_encoder = copy.deepcopy(self.encoder)  # same layers and settings, EMA-updated
         self.target_encoder.requires_grad_(False)
 
     def set_gradient_checkpointing(self, on: bool) -> None:
@@ -301,8 +301,10 @@ def jepa_loss(
     target trajectory: |second difference in time of the predicted trajectory - that of the targets|, a
     penalty on latent accelerations the clip does not have (jerks, teleports). It needs 3 tubelet steps.
 
-    Returns (loss, stats): stats hold detached tensors: latent_loss, trajectory_loss, context_std,
-    target_std, target_effective_rank (collapse watch, see `collapse_stats`)."""
+    Returns (loss, stats): stats hold detached tensors: latent_loss, trajectory_loss, mean_target_loss
+    (the same loss for predicting every target as the batch's mean target vector: a latent_loss that
+    falls only as fast as this one means the representation shrinks while the predictor learns nothing),
+    context_std, target_std, target_effective_rank (collapse watch, see `collapse_stats`)."""
     grid = model.encoder.grid_of(frames)
     target_all = target_features(model, frames)  # [B, N, D]
     context = model.encoder(frames, context_ids)  # [B, Nc, D], sees the context tokens only
@@ -315,7 +317,14 @@ def jepa_loss(
     if trajectory_weight > 0 and grid[0] >= 3:
         trajectory = trajectory_term(pred, target_all, target_ids, grid, kind)
         loss = loss + trajectory_weight * trajectory
-    stats = {"latent_loss": latent.detach(), "trajectory_loss": trajectory.detach()}
+    with torch.no_grad():  # the loss of predicting every target as the batch's mean target vector
+        trivial = target - target.mean(dim=(0, 1), keepdim=True)
+        mean_target_loss = trivial.abs().mean() if kind == "l1" else trivial.pow(2).mean()
+    stats = {
+        "latent_loss": latent.detach(),
+        "trajectory_loss": trajectory.detach(),
+        "mean_target_loss": mean_target_loss,
+    }
     stats.update(collapse_stats(context.detach().float(), target.detach()))
     return loss, stats
 

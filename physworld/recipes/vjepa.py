@@ -45,8 +45,9 @@ from physworld.models.vjepa import (
     VJEPA,
     VJEPAConfig,
     causal_masks,
+    config_from_hf,
     gather_tokens,
-    hf_config,
+    load_hf_model,
     multiblock_masks,
     target_features,
 )
@@ -118,6 +119,9 @@ class VJEPATrainConfig(TrainConfig):
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast where the device supports it
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     gradient_checkpointing: bool = False  # recompute each block's activations in backward
+    # start from a pretrained VJEPA2Model (a save_pretrained directory, or a hub id where the hub is
+    # reachable) instead of a random init; its architecture must equal model.*
+    init_from: str | None = None
 
     def validate(self):
         super().validate()
@@ -264,6 +268,32 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def build_model(cfg: RecipeConfig) -> VJEPA:
+    """A random init from model.*, or the weights of train.init_from (a VJEPA2Model) when given."""
+    if not cfg.train.init_from:
+        return VJEPA(cfg.model)
+    hf = load_hf_model(cfg.train.init_from)
+    theirs = config_from_hf(hf.config)
+    fields = (
+        "image_size",
+        "tubelet",
+        "patch",
+        "dim",
+        "depth",
+        "heads",
+        "pred_dim",
+        "pred_depth",
+        "pred_heads",
+    )
+    differ = [f"model.{f}={getattr(cfg.model, f)} (it has {getattr(theirs, f)})" for f in fields
+              if getattr(theirs, f) != getattr(cfg.model, f)]  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"train.init_from={cfg.train.init_from}: another architecture: {'; '.join(differ)}; set model.* to its"
+        )
+    return VJEPA(cfg.model, hf_model=hf)
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -271,8 +301,11 @@ def autocast(device: torch.device, precision: str):
 def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     """How well the predictor predicts the next tubelet step's latents from the past steps alone, in the
     model's own target space: for every k, context = steps < k, target = step k. Errors are mean squared
-    errors divided by the targets' variance; `copy_last` predicts step k's latents as step k-1's; the
-    acceleration error compares the second differences of [observed..., predicted] with the targets'."""
+    errors divided by the targets' variance. Content-free baselines beside it: `mean` predicts every
+    token as the mean target vector of the clips, `position_mean` as the mean over the clips at that token's
+    position; `copy_last` predicts step k's latents as step k-1's. A predictor that has learned nothing
+    from its context scores about `mean`. The acceleration error compares the second differences of
+    [observed..., predicted] with the targets'."""
     model.eval()
     grid = model.encoder.grid_of(frames)
     gt, gh, gw = grid
@@ -280,7 +313,9 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     b = frames.shape[0]
     z = target_features(model, frames)  # [B, N, D]
     var = z.var(dim=(0, 1)).mean().clamp_min(1e-12)
-    errs, copies, accel = [], [], []
+    mean = z.mean(dim=(0, 1), keepdim=True)  # [1, 1, D]
+    position_mean = z.mean(dim=0, keepdim=True).expand_as(z)  # [B, N, D]
+    errs, copies, accel, means, position_means = [], [], [], [], []
     for k in range(1, gt):
         ctx = torch.arange(k * per).unsqueeze(0).expand(b, -1)
         tgt = torch.arange(k * per, (k + 1) * per).unsqueeze(0).expand(b, -1)
@@ -289,6 +324,8 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
         prev = gather_tokens(z, tgt - per)
         errs.append(float((pred - truth).pow(2).mean() / var))
         copies.append(float((prev - truth).pow(2).mean() / var))
+        means.append(float((mean - truth).pow(2).mean() / var))
+        position_means.append(float((gather_tokens(position_mean, tgt) - truth).pow(2).mean() / var))
         if k >= 2:
             before = gather_tokens(z, tgt - 2 * per)
             acc_pred, acc_true = pred - 2 * prev + before, truth - 2 * prev + before
@@ -297,6 +334,8 @@ def next_step_prediction(model: VJEPA, frames: torch.Tensor) -> dict:
     out = {
         "next_step_error": float(np.mean(errs)) if errs else float("nan"),
         "copy_last_error": float(np.mean(copies)) if copies else float("nan"),
+        "mean_error": float(np.mean(means)) if means else float("nan"),
+        "position_mean_error": float(np.mean(position_means)) if position_means else float("nan"),
     }
     out["next_step_vs_copy"] = out["next_step_error"] / max(out["copy_last_error"], 1e-12)
     out["latent_accel_error"] = float(np.mean(accel)) if accel else float("nan")
@@ -310,7 +349,15 @@ def validate_model(model: VJEPA, cfg: RecipeConfig, val_frames: torch.Tensor, gr
     model.eval()
     loss, stats = model.loss(val_frames, ctx, tgt, cfg.objective.loss)
     model.train()
-    out = {"val_loss": float(loss), "val_target_effective_rank": float(stats["target_effective_rank"])}
+    # the same loss for the mean target vector: a predictor that ignores its context scores about this
+    z = gather_tokens(target_features(model, val_frames), tgt)
+    err = z.mean(dim=(0, 1), keepdim=True) - z
+    mean_loss = err.abs().mean() if cfg.objective.loss == "l1" else err.pow(2).mean()
+    out = {
+        "val_loss": float(loss),
+        "val_mean_target_loss": float(mean_loss),
+        "val_target_effective_rank": float(stats["target_effective_rank"]),
+    }
     out.update({f"val_{k}": v for k, v in next_step_prediction(model, val_frames).items()})
     return out
 
@@ -347,7 +394,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         val_frames = frames_of(rgb, torch.zeros(n, dtype=torch.long), cfg.model.frames, cfg.model.image_size)
         val_frames = val_frames.to(device)
 
-    model = VJEPA(cfg.model).to(device)
+    model = build_model(cfg).to(device)
     model.set_gradient_checkpointing(cfg.train.gradient_checkpointing)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -360,13 +407,14 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         "model_config": config_to_dict(cfg.model),
         "train_dir": str(cfg.data.train_dir),
         "clip_view": dataset.meta.get("source"),
+        "init_from": cfg.train.init_from,
     }
     grid = cfg.model.grid
 
     step, position, collapsed_run = 0, {"epoch": 0, "sample": 0}, 0
     best = float("inf")
     guard = NonFiniteGuard(cfg.train.max_bad_steps)
-    identity = {k: run_info[k] for k in ("model_config", "clip_view")}
+    identity = {k: run_info[k] for k in ("model_config", "clip_view", "init_from")}
     resumed = check_resume(ckpts.directory, RECIPE_ID, identity, out)
     if resumed is not None:
         meta = restore(resumed, model, optimizer, rng=True, extra_generators=generators)
@@ -471,6 +519,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{totals['loss']:.4f}",
+                    mean_target=f"{totals['mean_target_loss']:.4f}",
                     std=f"{totals['target_std']:.3f}",
                     rank=f"{totals['target_effective_rank']:.1f}",
                 )
@@ -532,7 +581,7 @@ def save_pretrained(model: VJEPA, directory: Path) -> Path:
     physworld.models.vjepa.load_video_encoder and VJEPA2Model.from_pretrained both read."""
     from transformers import VJEPA2Model
 
-    hf = VJEPA2Model(hf_config(model.cfg))
+    hf = VJEPA2Model(model.predictor.predictor.config)  # the VJEPA2Config the layers were built from
     hf.load_state_dict({k: v.detach().cpu() for k, v in model.hf_state_dict().items()}, strict=True)
     # written beside, then renamed into place: a kill leaves the old directory or the new, never half
     tmp = directory.with_name(f".{directory.name}.tmp")
