@@ -182,6 +182,8 @@ def ridge_predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def r2_scores(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """R^2 per column; NaN for a target constant on the test clips (friction the same everywhere)."""
+    y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)
     ss_res = ((y - pred) ** 2).sum(0)
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
     return np.where(ss_tot > 0, 1.0 - ss_res / np.maximum(ss_tot, 1e-300), np.nan)
