@@ -122,6 +122,51 @@ def cmd_render_clips(args) -> int:
     return 0
 
 
+def cmd_voe_pairs(args) -> int:
+    from physworld.data.voe import VoEConfig, generate_pairs
+
+    config = VoEConfig(
+        resolution=args.resolution,
+        frames=args.frames,
+        fps=args.fps,
+        difficulty=args.difficulty,
+        kinds=tuple(args.kinds),
+        scenarios=tuple(args.scenarios),
+        seed=args.seed,
+        num_pairs=args.pairs,
+    )
+    manifest = generate_pairs(args.out, config, progress=not args.quiet)
+    kinds = sorted({p["kind"] for p in manifest["pairs"]})
+    counts = ", ".join(f"{k} {sum(p['kind'] == k for p in manifest['pairs'])}" for k in kinds)
+    print(f"{manifest['num_pairs']} VoE pairs ({counts}) -> {args.out}")
+    return 0
+
+
+def cmd_voe(args) -> int:
+    from physworld.evaluation.intuitive_physics import print_voe_table, voe_scores
+
+    result = voe_scores(args.checkpoint, args.pairs, seed=args.seed, progress=not args.quiet)
+    _write_json_result(result, args.output)
+    print_voe_table(result)
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from physworld.evaluation.intuitive_physics import print_probe_table, probe_scores
+
+    result = probe_scores(args.checkpoint, args.clips_dir, seed=args.seed, progress=not args.quiet)
+    _write_json_result(result, args.output)
+    print_probe_table(result)
+    return 0
+
+
+def _write_json_result(result: dict, path) -> None:
+    if path is not None:
+        from physworld.fileio import atomic_write_json
+
+        atomic_write_json(path, result)
+
+
 def cmd_export_jsonl(args) -> int:
     from physworld.data.jsonl import export_jsonl
 
@@ -552,6 +597,12 @@ def _clip_flags(parser, prefix: str = "clip-") -> None:
     )
 
 
+def _voe_kinds() -> tuple:
+    from physworld.data.voe import KINDS
+
+    return KINDS
+
+
 def _ray_flag(parser) -> None:
     parser.add_argument(
         "--ray",
@@ -661,6 +712,48 @@ def build_parser() -> argparse.ArgumentParser:
     pcl.add_argument("--clips-dir", type=Path, help="the clips folder (default: <data_dir>/clips)")
     pcl.add_argument("--quiet", action="store_true")
     pcl.set_defaults(func=cmd_prepare_clips)
+
+    vp = verbs.add_parser(
+        "voe-pairs",
+        help="matched possible/impossible clip pairs for violation-of-expectation tests (physworld/data/voe.py)",
+    )
+    vp.add_argument("--out", required=True, type=Path, output="dir", help="created; resumed if it exists")
+    vp.add_argument("--scenarios", nargs="+", default=["seen", "heldout"], help="types, categories or groups")
+    vp.add_argument("--kinds", nargs="+", default=list(_voe_kinds()), help="violations to make, round-robin")
+    vp.add_argument("--pairs", type=int, default=48, low=1, high=100_000, help="number of pairs")
+    vp.add_argument("--seed", type=int, default=0)
+    vp.add_argument("--resolution", type=int, default=64, help="square image size in px (the encoder's)")
+    vp.add_argument("--frames", type=int, default=16, low=6, high=1000, help="frames per clip")
+    vp.add_argument("--fps", type=float, default=12.0, help="clip frames per second")
+    vp.add_argument("--difficulty", type=int, default=1)
+    vp.add_argument("--quiet", action="store_true")
+    vp.set_defaults(func=cmd_voe_pairs)
+
+    vo = verbs.add_parser(
+        "voe",
+        help="violation-of-expectation scores of a V-JEPA checkpoint, a random encoder and pixel baselines",
+    )
+    vo.add_argument(
+        "--checkpoint", required=True, help="a vjepa .safetensors, a save_pretrained folder, or 'random'"
+    )
+    vo.add_argument("--pairs", required=True, type=Path, help="a folder made by physworld voe-pairs")
+    vo.add_argument("--output", type=Path, output="file", help="also write the result as JSON here")
+    vo.add_argument("--seed", type=int, default=0, help="seed of the random-encoder baseline")
+    vo.add_argument("--quiet", action="store_true")
+    vo.set_defaults(func=cmd_voe)
+
+    pb = verbs.add_parser(
+        "probe",
+        help="linear (ridge) probes from frozen encoder features to object states and physical parameters",
+    )
+    pb.add_argument(
+        "--checkpoint", required=True, help="a vjepa .safetensors, a save_pretrained folder, or 'random'"
+    )
+    pb.add_argument("--clips-dir", required=True, type=Path, help="a clips folder (physworld render-clips)")
+    pb.add_argument("--output", type=Path, output="file", help="also write the result as JSON here")
+    pb.add_argument("--seed", type=int, default=0, help="seed of the random-encoder baseline and the split")
+    pb.add_argument("--quiet", action="store_true")
+    pb.set_defaults(func=cmd_probe)
 
     cap = verbs.add_parser(
         "captions",
