@@ -21,7 +21,7 @@ ROLLERS = ["ball", "rubber ball", "basketball", "football", "tennis ball", "golf
 BLOCKS = ["block", "cube", "brick", "crate", "box", "book", "tile", "jenga block", "lego brick", "dice",
           "weight", "gold bar", "laptop", "suitcase", "pillow"]  # fmt: skip
 UPRIGHTS = ["domino", "bottle", "can", "candle", "book", "jar", "pillar", "block"]
-CONTAINERS = ["bucket", "bowl", "basket", "bin", "cup", "tray"]
+CONTAINERS = ["bucket", "bowl", "basket", "bin", "tray"]
 PLATFORMS = ["table", "desk", "bench", "shelf", "stool"]
 RAMPS = ["ramp", "slope", "incline"]
 PLANKS = ["plank", "beam", "ruler"]
