@@ -869,12 +869,18 @@ def build_parser() -> argparse.ArgumentParser:
     t2s.add_argument("prompt", help='e.g. "a red ball rolls down a ramp into a tower of five blocks"')
     t2s.add_argument("--output-dir", type=Path, default=Path("runs/text2scene"), output="dir")
     t2s.add_argument("--parser", choices=["rules", "t5"], default="rules", help="t5 needs --checkpoint")
-    t2s.add_argument("--checkpoint", type=Path, help="a `physworld train scene-parser` run or its .safetensors")
-    t2s.add_argument("--dims", type=int, choices=[2, 3], help="2D (pymunk) or 3D (PyBullet); default: the prompt's")
+    t2s.add_argument(
+        "--checkpoint", type=Path, help="a `physworld train scene-parser` run or its .safetensors"
+    )
+    t2s.add_argument(
+        "--dims", type=int, choices=[2, 3], help="2D (pymunk) or 3D (PyBullet); default: the prompt's"
+    )
     t2s.add_argument("--seconds", type=float, default=3.0, above=0, high=120, help="simulated time")
     t2s.add_argument("--width", type=int, default=480, low=16, high=4096, help="video width in pixels")
     t2s.add_argument("--gif", action="store_true", help="also write video.gif")
-    t2s.add_argument("--check-physics", action="store_true", help="run validate's physics checks on the simulation")
+    t2s.add_argument(
+        "--check-physics", action="store_true", help="run validate's physics checks on the simulation"
+    )
     t2s.add_argument("--motion-blur", action="store_true", help="post: motion blur from the true velocities")
     t2s.add_argument("--shadows", action="store_true", help="post: shadows (2D drop shadow, 3D shadow map)")
     t2s.add_argument("--grade", choices=["warm", "cool", "film"], help="post: colour grading")

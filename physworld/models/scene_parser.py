@@ -57,12 +57,16 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(cleanup=False)
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], show_progress=False)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], show_progress=False
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     from tokenizers.processors import TemplateProcessing
 
     tok.post_processor = TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, tok.token_to_id(EOS))])
-    return _transformers().PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+    return _transformers().PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK
+    )
 
 
 def build_model(cfg: SceneParserConfig, tokenizer):
@@ -104,7 +108,9 @@ def load_pretrained(name_or_dir: str):
 
 def encode(tokenizer, sources: list[str], targets: list[str] | None, cfg: SceneParserConfig) -> dict:
     """input_ids, attention_mask [B, S] and labels [B, T] (padding -100, ignored by the loss)."""
-    batch = tokenizer(sources, max_length=cfg.max_source_tokens, truncation=True, padding=True, return_tensors="pt")
+    batch = tokenizer(
+        sources, max_length=cfg.max_source_tokens, truncation=True, padding=True, return_tensors="pt"
+    )
     out = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if targets is not None:
         labels = tokenizer(targets, max_length=cfg.max_target_tokens, truncation=True, padding=True,
@@ -143,11 +149,15 @@ def load_scene_parser(checkpoint):
     if path.is_dir():
         path = path / "checkpoints" / "latest.safetensors"
     if not path.is_file():
-        raise ValueError(f"--checkpoint {checkpoint}: no such scene-parser checkpoint (train one: physworld train scene-parser)")
+        raise ValueError(
+            f"--checkpoint {checkpoint}: no such scene-parser checkpoint (train one: physworld train scene-parser)"
+        )
     ckpt, info = load_run(path, "scene-parser")
     tok_dir = path.parent.parent / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        raise ValueError(f"{tok_dir}: the run's tokenizer is missing (it is saved beside checkpoints/ by the recipe)")
+        raise ValueError(
+            f"{tok_dir}: the run's tokenizer is missing (it is saved beside checkpoints/ by the recipe)"
+        )
     tokenizer = tf.AutoTokenizer.from_pretrained(str(tok_dir))
     model = tf.T5ForConditionalGeneration(tf.T5Config.from_dict(info["t5_config"]))
     model.load_state_dict(ckpt.model_state_dict(), strict=False)

@@ -186,17 +186,23 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 
     n = len(train_pairs)
     bs = cfg.data.batch_size
-    bar = progress_bar(total=cfg.train.max_steps, initial=step, desc="train scene-parser") if progress else None
+    bar = (
+        progress_bar(total=cfg.train.max_steps, initial=step, desc="train scene-parser") if progress else None
+    )
     model.train()
     t_last = time.perf_counter()
     try:
         while step < cfg.train.max_steps:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + position["epoch"]))
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + position["epoch"])
+            )
             if position["sample"] + bs > n:  # the epoch's tail shorter than a batch is skipped
                 position = {"epoch": position["epoch"] + 1, "sample": 0}
                 continue
             idx = order[position["sample"] : position["sample"] + bs].tolist()
-            batch = encode(tokenizer, [train_pairs[i][0] for i in idx], [train_pairs[i][1] for i in idx], cfg.model)
+            batch = encode(
+                tokenizer, [train_pairs[i][0] for i in idx], [train_pairs[i][1] for i in idx], cfg.model
+            )
             position["sample"] += bs
             optimizer.zero_grad(set_to_none=True)
             loss = model(**batch).loss
@@ -206,7 +212,9 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 logger.log(step, skipped_nonfinite=guard.bad_steps_total)
                 continue
             grad_norm = clip_gradients(model, cfg.optim.grad_clip)
-            lr = cosine_with_warmup(step, cfg.optim.warmup_steps, cfg.train.max_steps, cfg.optim.lr, cfg.optim.min_lr_ratio)
+            lr = cosine_with_warmup(
+                step, cfg.optim.warmup_steps, cfg.train.max_steps, cfg.optim.lr, cfg.optim.min_lr_ratio
+            )
             set_lr(optimizer, lr)
             optimizer.step()
             step += 1

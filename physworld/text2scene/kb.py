@@ -71,7 +71,9 @@ def read_kb(path: str | os.PathLike) -> dict[str, dict]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise KBError(f"{path}: missing column(s) {', '.join(missing)}; the header must be {','.join(COLUMNS)}")
+        raise KBError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header must be {','.join(COLUMNS)}"
+        )
     entries = {}
     for line, row in enumerate(reader, start=2):
         where = f"{path}:{line}"

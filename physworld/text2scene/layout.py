@@ -91,7 +91,11 @@ def _dims_px(r: dict) -> tuple[float, float, float]:
     if r["shape"] == "cylinder":
         return s[0], s[1], s[0]
     if r["shape"] == "ramp":
-        return min(max(r["size_m"][0] * PX_PER_M, 60), 300), min(max(r["size_m"][1] * PX_PER_M, 20), 160), s[2]
+        return (
+            min(max(r["size_m"][0] * PX_PER_M, 60), 300),
+            min(max(r["size_m"][1] * PX_PER_M, 20), 160),
+            s[2],
+        )
     if r["shape"] == "platform":
         return max(s[0], 60), max(s[1], 30), s[2]
     return s[0], s[1], s[2]
@@ -107,11 +111,24 @@ def _bodies(scene: dict, resolved: list[dict]) -> list[dict]:
         w, h, d = _dims_px(r)
         static = r["shape"] in ("container", "platform", "ramp")
         if static and o["count"] > 1:
-            raise LayoutError(f"object {r['index']} ({o['name']!r}): only one {r['shape']} per group is supported")
+            raise LayoutError(
+                f"object {r['index']} ({o['name']!r}): only one {r['shape']} per group is supported"
+            )
         for k in range(o["count"]):
             bodies.append(
-                {"group": r["index"], "copy": k, "shape": r["shape"], "static": static, "w": w, "h": h, "d": d,
-                 "support": ("floor", None), "lean": None, "drop": 0.0, "angle": 0.0}  # fmt: skip
+                {
+                    "group": r["index"],
+                    "copy": k,
+                    "shape": r["shape"],
+                    "static": static,
+                    "w": w,
+                    "h": h,
+                    "d": d,
+                    "support": ("floor", None),
+                    "lean": None,
+                    "drop": 0.0,
+                    "angle": 0.0,
+                }  # fmt: skip
             )
     # Real sizes are small in an 8 x 6 m world (a ball is 20 px): scale the whole scene up, the same
     # factor for every body, so it fills about half the frame's width (at most 4x; reported)
@@ -162,7 +179,9 @@ def _assign_supports(scene, bodies, resolved) -> dict:
             if shape[a] in ("container", "platform", "ramp"):
                 raise LayoutError(f"{text}: a {shape[a]} cannot be {rel.replace('_', ' ')}")
             if scene["objects"][a]["count"] < 2:
-                raise LayoutError(f"{text}: needs two or more copies (give a count, e.g. 'three {scene['objects'][a]['name']}s')")
+                raise LayoutError(
+                    f"{text}: needs two or more copies (give a count, e.g. 'three {scene['objects'][a]['name']}s')"
+                )
             continue
         if rel in ("left_of", "right_of", "next_to"):
             continue
@@ -178,25 +197,35 @@ def _assign_supports(scene, bodies, resolved) -> dict:
         if shape[held] in ("container", "platform", "ramp"):
             raise LayoutError(f"{text}: a {shape[held]} stays on the floor; put things on or in it instead")
         if kind == "inside" and shape[sup] != "container":
-            raise LayoutError(f"{text}: a {scene['objects'][sup]['name']} ({shape[sup]}) is not a container; use 'on'")
+            raise LayoutError(
+                f"{text}: a {scene['objects'][sup]['name']} ({shape[sup]}) is not a container; use 'on'"
+            )
         if kind == "on" and shape[sup] == "container":
             kind = "inside"  # on a bucket: in it
-        if kind == "leaning_on" and (shape[held] == "sphere" or shape[sup] in ("sphere", "ramp", "container")):
+        if kind == "leaning_on" and (
+            shape[held] == "sphere" or shape[sup] in ("sphere", "ramp", "container")
+        ):
             raise LayoutError(f"{text}: only boxes and cylinders lean, and only on something with a side")
         if held in support_of:
-            raise LayoutError(f"{support_of[held][0]} and {text} contradict each other: one thing rests on one support")
+            raise LayoutError(
+                f"{support_of[held][0]} and {text} contradict each other: one thing rests on one support"
+            )
         support_of[held] = (text, kind, sup)
     # left/right cycles: a left of b left of a
     before: dict[int, list[tuple[int, str]]] = {}
     for r in scene["relations"]:
         if r["relation"] in ("left_of", "right_of"):
-            lo, hi = (r["subject"], r["object"]) if r["relation"] == "left_of" else (r["object"], r["subject"])
+            lo, hi = (
+                (r["subject"], r["object"]) if r["relation"] == "left_of" else (r["object"], r["subject"])
+            )
             before.setdefault(lo, []).append((hi, _describe(scene, r)))
 
     def walk(start, node, path):
         for nxt, text in before.get(node, ()):
             if nxt == start:
-                raise LayoutError(f"{' and '.join([*path, text])} contradict each other: left and right go round in a circle")
+                raise LayoutError(
+                    f"{' and '.join([*path, text])} contradict each other: left and right go round in a circle"
+                )
             if len(path) < len(scene["objects"]):
                 walk(start, nxt, [*path, text])
 
@@ -211,7 +240,7 @@ def _assign_supports(scene, bodies, resolved) -> dict:
                 chain = " and ".join(support_of[x][0] for x in seen if x in support_of)
                 raise LayoutError(f"{chain} contradict each other: the supports go round in a circle")
             seen.append(cur)
-    for g, (text, kind, sup) in support_of.items():
+    for g, (_text, kind, sup) in support_of.items():
         for b in bases(g):
             if kind == "under":
                 bodies[b]["support"] = ("floor", None)
@@ -344,7 +373,9 @@ def _targets(scene, bodies, copies):
         if body.get("under") is not None:
             plat = bodies[copies[body["under"]][0]]
             idx = copies[body["under"]][0]
-            out.append(("within", b, idx, max(plat["w"] / 2 - _leg(plat) - body["w"] / 2 - GAP, 0.0), "under"))
+            out.append(
+                ("within", b, idx, max(plat["w"] / 2 - _leg(plat) - body["w"] / 2 - GAP, 0.0), "under")
+            )
         if body["lean"] is not None:
             sup = bodies[body["lean"]]
             out.append(("equal", body["lean"], b, _extent_x(body) + sup["w"] / 2 + 0.5, "lean"))
@@ -530,7 +561,10 @@ def check_relations(scene: dict, bodies: list[dict]) -> list[dict]:
         ok, detail = True, ""
         if rel == "stacked":
             for p, c in zip(copies[a], copies[a][1:], strict=False):
-                if abs(box(c)[2] - box(p)[3]) > tol or abs(bodies[c]["x"] - bodies[p]["x"]) > bodies[p]["w"] / 2:
+                if (
+                    abs(box(c)[2] - box(p)[3]) > tol
+                    or abs(bodies[c]["x"] - bodies[p]["x"]) > bodies[p]["w"] / 2
+                ):
                     ok, detail = False, f"copy {bodies[c]['copy']} is not on copy {bodies[p]['copy']}"
         elif rel == "in_a_row":
             ys = [bodies[k]["y"] for k in copies[a]]
@@ -663,10 +697,14 @@ def build_spec_2d(scene: dict, resolved: list[dict], bodies: list[dict], descrip
         o = scene["objects"][body["group"]]
         if body["static"]:
             for poly in _static_polys(body):
-                spec["statics"].append(spec2d.static_poly(poly, friction=r["friction"], elasticity=r["restitution"]))
+                spec["statics"].append(
+                    spec2d.static_poly(poly, friction=r["friction"], elasticity=r["restitution"])
+                )
             continue
         # mass from density (kg/m^3) over the body's 2D area times its depth, all in metres
-        area_m2 = (math.pi * (body["w"] / 2) ** 2 if body["shape"] == "sphere" else body["w"] * body["h"]) / PX_PER_M**2
+        area_m2 = (
+            math.pi * (body["w"] / 2) ** 2 if body["shape"] == "sphere" else body["w"] * body["h"]
+        ) / PX_PER_M**2
         mass = max(r["density"] * area_m2 * body["d"] / PX_PER_M, 1e-3)
         velocity, omega = _velocity(scene, bodies, b)
         kw = dict(mass=mass, velocity=velocity, angle=body["angle"], angular_velocity=omega,
@@ -757,18 +795,24 @@ def plan(scene: dict, kb: KnowledgeBase, description: str = "") -> dict:
     failed = [r for r in relations if not r["satisfied"]]
     if failed:
         f = failed[0]
-        raise LayoutError(f"no layout satisfies {f['relation']}: {f['detail']} (L-BFGS-B penalty {report['penalty']:.3g} after {report['iterations']} iterations)")
+        raise LayoutError(
+            f"no layout satisfies {f['relation']}: {f['detail']} (L-BFGS-B penalty {report['penalty']:.3g} after {report['iterations']} iterations)"
+        )
     spec = build_spec_2d(scene, resolved, bodies, description)
     colours = spec.pop("colors")  # the renderer's palette, kept out of the spec
     problems = spawn_problems(spec)
     if problems:
-        raise LayoutError(f"no layout without overlap: {problems[0]} ({_body_name(scene, bodies, problems[0])})")
+        raise LayoutError(
+            f"no layout without overlap: {problems[0]} ({_body_name(scene, bodies, problems[0])})"
+        )
     dynamic = [b for b in bodies if not b["static"]]
     dropped = {k for k, b in enumerate(dynamic) if b["drop"] > 0}
     floating = floating_bodies(spec, dropped)
     if floating:
         b = dynamic[floating[0]]
-        raise LayoutError(f"{scene['objects'][b['group']]['name']!r} (copy {b['copy']}) would float: nothing supports it")
+        raise LayoutError(
+            f"{scene['objects'][b['group']]['name']!r} (copy {b['copy']}) would float: nothing supports it"
+        )
     if scene["dims"] == 3:
         spec = build_spec_3d(scene, resolved, bodies, description)
         problems = spawn_problems(spec)

@@ -138,7 +138,9 @@ def tokenize(prompt: str, kb: KnowledgeBase) -> list[tuple]:
 def parse_rules(prompt: str, kb: KnowledgeBase, dims: int | None = None) -> dict:
     """The scene a prompt describes (schema.py); SceneError naming what could not be read."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise SceneError("the prompt is empty; describe objects and how they are placed, e.g. 'a red ball on a box'")
+        raise SceneError(
+            "the prompt is empty; describe objects and how they are placed, e.g. 'a red ball on a box'"
+        )
     items = tokenize(prompt, kb)
     scene = empty_scene(2)
     objects = scene["objects"]
@@ -173,10 +175,15 @@ def parse_rules(prompt: str, kb: KnowledgeBase, dims: int | None = None) -> dict
             j += 1
         colour = size = material = None
         adjectives = 0
-        while j < len(items) and items[j][0] in ("colour", "size", "material"):
+        while j < len(items) and items[j][0] in ("colour", "size", "material", "word"):
             kind, value, word = items[j][:3]
-            # "an orange" / "a gold bar": a colour or material word that ends the phrase is the noun
             nxt = items[j + 1][0] if j + 1 < len(items) else None
+            if kind == "word":  # an adjective the vocabulary lacks ("a steep slope"): skipped
+                if nxt in ("colour", "size", "material", "noun", "word"):
+                    j += 1
+                    continue
+                break
+            # "an orange" / "a gold bar": a colour or material word that ends the phrase is the noun
             if nxt not in ("colour", "size", "material", "noun", "word") and kb.exact(word, "object"):
                 break
             if kind == "colour":
@@ -196,7 +203,10 @@ def parse_rules(prompt: str, kb: KnowledgeBase, dims: int | None = None) -> dict
             name = value
             plural_form = word != name and word not in kb.entries[name]["aliases"]
         elif kind == "word" and (article or adjectives or group) and len(word) > 1:
-            name, plural_form = word.rstrip("s") if word.endswith("s") and count and count > 1 else word, False
+            name, plural_form = (
+                word.rstrip("s") if word.endswith("s") and count and count > 1 else word,
+                False,
+            )
         else:
             return None, i
         j += 1

@@ -22,11 +22,15 @@ from physworld.text2scene.parse import parse_rules
 from physworld.text2scene.schema import SceneError, check_scene, from_compact
 
 
-def parse_prompt(prompt: str, kb: KnowledgeBase, parser: str = "rules", checkpoint=None, dims=None) -> tuple[dict, str]:
+def parse_prompt(
+    prompt: str, kb: KnowledgeBase, parser: str = "rules", checkpoint=None, dims=None
+) -> tuple[dict, str]:
     """(scene, which parser produced it). The T5 parser falls back to the rules when its line does not
     decode into a valid scene (and says so)."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise SceneError("the prompt is empty; describe objects and how they are placed, e.g. 'a red ball on a box'")
+        raise SceneError(
+            "the prompt is empty; describe objects and how they are placed, e.g. 'a red ball on a box'"
+        )
     if parser == "rules":
         return parse_rules(prompt, kb, dims=dims), "rules"
     if parser != "t5":
@@ -58,7 +62,9 @@ def simulate_and_check(spec: dict, frames: int) -> tuple[np.ndarray, list[str]]:
     return run["states"], findings
 
 
-def render(spec: dict, states: np.ndarray, colours, width: int, motion_blur: bool, shadows: bool, grade_style):
+def render(
+    spec: dict, states: np.ndarray, colours, width: int, motion_blur: bool, shadows: bool, grade_style
+):
     """uint8 frames [F, H, W, 3] of the trajectory, with the requested post-processing."""
     from physworld.text2scene import post
 
@@ -123,9 +129,25 @@ def text2scene(
         "parser": used,
         "scene": scene,
         "objects": [
-            {k: r[k] for k in ("index", "name", "entry", "how", "similarity", "source", "shape", "material",
-                               "material_how", "material_similarity", "material_source", "density", "friction",
-                               "restitution")}  # fmt: skip
+            {
+                k: r[k]
+                for k in (
+                    "index",
+                    "name",
+                    "entry",
+                    "how",
+                    "similarity",
+                    "source",
+                    "shape",
+                    "material",
+                    "material_how",
+                    "material_similarity",
+                    "material_source",
+                    "density",
+                    "friction",
+                    "restitution",
+                )
+            }  # fmt: skip
             for r in planned["resolved"]
         ],
         "relations": planned["relations"],
@@ -159,7 +181,11 @@ def describe(summary: dict) -> str:
     lines = [f"understood ({summary['parser']} parser, {s['dims']}D):", "  objects:"]
     for o, r in zip(s["objects"], summary["objects"], strict=True):
         attrs = ", ".join(v for v in (o["size"], o["colour"]) if v)
-        found = "" if r["how"] == "exact" else f" (nearest KB entry to {o['name']!r}, similarity {r['similarity']:.2f})"
+        found = (
+            ""
+            if r["how"] == "exact"
+            else f" (nearest KB entry to {o['name']!r}, similarity {r['similarity']:.2f})"
+        )
         mat = f"{r['material']} ({'default for ' + r['entry'] if r['material_how'] == 'default' else r['material_how']}"
         mat += "" if r["material_how"] != "nearest" else f", similarity {r['material_similarity']:.2f}"
         lines.append(
@@ -170,7 +196,9 @@ def describe(summary: dict) -> str:
     if summary["relations"]:
         lines.append("  relations:")
         for r in summary["relations"]:
-            lines.append(f"    {r['relation']}: {'satisfied' if r['satisfied'] else 'NOT satisfied: ' + r['detail']}")
+            lines.append(
+                f"    {r['relation']}: {'satisfied' if r['satisfied'] else 'NOT satisfied: ' + r['detail']}"
+            )
     m = s["motion"]
     if m is not None:
         names = [o["name"] for o in s["objects"]]
@@ -183,7 +211,10 @@ def describe(summary: dict) -> str:
     )
     if summary["physics_checked"]:
         f = summary["physics_findings"]
-        lines.append("physics (validate --check-physics): " + ("clean" if not f else f"{len(f)} finding(s): " + "; ".join(f[:3])))
+        lines.append(
+            "physics (validate --check-physics): "
+            + ("clean" if not f else f"{len(f)} finding(s): " + "; ".join(f[:3]))
+        )
     return "\n".join(lines)
 
 

@@ -48,7 +48,7 @@ def drop_shadow(rgb: np.ndarray, masks: np.ndarray, offset=(3, 2), strength: flo
     dy, dx = offset
     bodies = masks > 0
     shade = np.zeros_like(bodies)
-    shade[:, dy:, dx:] = bodies[:, :-dy or None, :-dx or None]
+    shade[:, dy:, dx:] = bodies[:, : -dy or None, : -dx or None]
     shade &= masks == 0
     out[shade] *= 1.0 - strength
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -84,7 +84,11 @@ def check_scene(scene, where: str = "scene") -> dict:
             raise SceneError(f"{w}.colour: {o['colour']!r} is not one of {', '.join(COLOURS)}")
         if o["size"] is not None and o["size"] not in SIZES:
             raise SceneError(f"{w}.size: {o['size']!r} is not one of {', '.join(SIZES)}")
-        if not isinstance(o["count"], int) or isinstance(o["count"], bool) or not 1 <= o["count"] <= MAX_COUNT:
+        if (
+            not isinstance(o["count"], int)
+            or isinstance(o["count"], bool)
+            or not 1 <= o["count"] <= MAX_COUNT
+        ):
             raise SceneError(f"{w}.count: must be an integer 1..{MAX_COUNT}, got {o['count']!r}")
     n = len(objects)
     if not isinstance(scene["relations"], list):
@@ -125,7 +129,9 @@ def canonical(scene: dict) -> dict:
     out = copy.deepcopy(scene)
     for o in out["objects"]:
         o["shape"] = None
-    out["relations"] = sorted(out["relations"], key=lambda r: (r["relation"], r["subject"], r["object"] or -1))
+    out["relations"] = sorted(
+        out["relations"], key=lambda r: (r["relation"], r["subject"], r["object"] or -1)
+    )
     return out
 
 
@@ -134,8 +140,15 @@ def canonical(scene: dict) -> dict:
 
 def to_compact(scene: dict) -> str:
     objs = " ; ".join(
-        " ".join([o["name"].replace(" ", "_"), o["colour"] or "_", (o["material"] or "_").replace(" ", "_"),
-                  o["size"] or "_", str(o["count"])])  # fmt: skip
+        " ".join(
+            [
+                o["name"].replace(" ", "_"),
+                o["colour"] or "_",
+                (o["material"] or "_").replace(" ", "_"),
+                o["size"] or "_",
+                str(o["count"]),
+            ]
+        )  # fmt: skip
         for o in scene["objects"]
     )
     rels = " ; ".join(
@@ -143,7 +156,11 @@ def to_compact(scene: dict) -> str:
         for r in canonical(scene)["relations"]
     )
     m = scene["motion"]
-    motion = "_" if m is None else f"{m['action']} {m['object']}" + ("" if m["target"] is None else f" {m['target']}")
+    motion = (
+        "_"
+        if m is None
+        else f"{m['action']} {m['object']}" + ("" if m["target"] is None else f" {m['target']}")
+    )
     return f"d{scene['dims']} ; {objs} | {rels or '_'} | {motion}"
 
 
@@ -172,9 +189,15 @@ def from_compact(text: str) -> dict:
         for item in rels.split(";"):
             words = item.split()
             if len(words) not in (2, 3) or not all(w.isdigit() for w in words[1:]):
-                raise SceneError(f"compact scene: relation {item.strip()!r} is not 'relation subject [object]'")
+                raise SceneError(
+                    f"compact scene: relation {item.strip()!r} is not 'relation subject [object]'"
+                )
             scene["relations"].append(
-                {"relation": words[0], "subject": int(words[1]), "object": int(words[2]) if len(words) == 3 else None}
+                {
+                    "relation": words[0],
+                    "subject": int(words[1]),
+                    "object": int(words[2]) if len(words) == 3 else None,
+                }
             )
     if motion != "_":
         words = motion.split()
@@ -201,10 +224,19 @@ def scene_fields(scene: dict) -> set[tuple]:
         for key in ("material", "colour", "size", "count"):
             facts.add(("object", o["name"], key, o[key]))
     for r in s["relations"]:
-        facts.add(("relation", r["relation"], names[r["subject"]], None if r["object"] is None else names[r["object"]]))
+        facts.add(
+            (
+                "relation",
+                r["relation"],
+                names[r["subject"]],
+                None if r["object"] is None else names[r["object"]],
+            )
+        )
     m = s["motion"]
     if m is not None:
-        facts.add(("motion", m["action"], names[m["object"]], None if m["target"] is None else names[m["target"]]))
+        facts.add(
+            ("motion", m["action"], names[m["object"]], None if m["target"] is None else names[m["target"]])
+        )
     return facts
 
 
