@@ -57,8 +57,10 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(cleanup=False)
+    # every letter and digit in the alphabet, so a word the corpus never had still splits into pieces
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789_;|,.'-")
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], show_progress=False
+        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], initial_alphabet=alphabet, show_progress=False
     )
     tok.train_from_iterator(texts, trainer=trainer)
     from tokenizers.processors import TemplateProcessing

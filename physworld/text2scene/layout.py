@@ -361,8 +361,8 @@ def _targets(scene, bodies, copies):
         kind, sup = body["support"]
         if kind == "inside" and body["w"] > bodies[sup]["w"] - 2 * _wall(bodies[sup]):
             raise LayoutError(
-                f"{scene['objects'][body['group']]['name']!r} is {body['w']:.0f} cm wide and the opening of "
-                f"{scene['objects'][bodies[sup]['group']]['name']!r} is {bodies[sup]['w'] - 2 * _wall(bodies[sup]):.0f} cm: "
+                f"{scene['objects'][body['group']]['name']!r} is {body['w']:.0f} px wide and the opening of "
+                f"{scene['objects'][bodies[sup]['group']]['name']!r} is {bodies[sup]['w'] - 2 * _wall(bodies[sup]):.0f} px: "
                 "it does not fit inside; make it smaller or the container larger"
             )
         if kind in ("on", "inside") and bodies[sup]["shape"] != "ramp":
@@ -727,7 +727,7 @@ def build_spec_3d(scene: dict, resolved: list[dict], bodies: list[dict], descrip
     def pos(x, y):
         return [(x - x0) * s, 0.0, y * s]
 
-    spec = spec3d.new_spec(description, camera=spec3d.look_at((0.0, -9.5, 3.2), (0.0, 0.0, 1.0)),
+    spec = spec3d.new_spec(description, camera=spec3d.look_at((0.0, -8.0, 2.4), (0.0, 0.0, 0.6)),
                            bounds={"min": [-6.0, -6.0, -0.5], "max": [6.0, 6.0, 8.0]})  # fmt: skip
     spec["statics"] = [spec3d.floor(extent=6.0)]
     by_group = {r["index"]: r for r in resolved}
