@@ -63,12 +63,12 @@ def test_compact_round_trip_and_schema_check():
         with pytest.raises(SceneError, match=word):
             check_scene(bad)
     with pytest.raises(SceneError, match="relation"):
-        from_compact("d2 ; ball _ _ _ 1 | floats 0 | _")
+        from_compact("d2 ; 1 _ _ _ ball | floats 0 | _")
     with pytest.raises(SceneError, match="object index"):
-        from_compact("d2 ; ball _ _ _ 1 | _ | roll 3")
+        from_compact("d2 ; 1 _ _ _ ball | _ | roll 3")
     # field-level counts: a wrong colour costs one fact, not the scene
-    s = from_compact("d2 ; ball red _ _ 1 ; box _ _ _ 1 | on 0 1 | _")
-    t = from_compact("d2 ; ball blue _ _ 1 ; box _ _ _ 1 | on 0 1 | _")
+    s = from_compact("d2 ; 1 _ red _ ball ; 1 _ _ _ box | on 0 1 | _")
+    t = from_compact("d2 ; 1 _ blue _ ball ; 1 _ _ _ box | on 0 1 | _")
     tp, got, want = field_counts(t, s)
     assert (tp, got, want) == (want - 1, want, want)
 
@@ -138,7 +138,7 @@ def test_rules_parser_on_generated_and_handwritten_prompts(kb, handwritten):
     assert len(handwritten) >= 30 and hits >= 0.9 * len(handwritten)
     s = parse_rules("a red ball rolls down a ramp into a tower of five blocks", kb)
     assert (
-        to_compact(s) == "d2 ; ball red _ _ 1 ; ramp _ _ _ 1 ; block _ _ _ 5 | on 0 1 ; stacked 2 | roll 0 2"
+        to_compact(s) == "d2 ; 1 _ red _ ball ; 1 _ _ _ ramp ; 5 _ _ _ block | on 0 1 ; stacked 2 | roll 0 2"
     )
 
 
@@ -340,18 +340,31 @@ def tiny_run(tmp_path_factory):
     return out, _tiny_run(out)
 
 
-def test_scene_parser_recipe_trains_logs_and_resumes_bit_identically(tmp_path, tiny_run):
+def test_scene_parser_recipe_trains_logs_and_resumes_bit_identically(tmp_path, tiny_run, monkeypatch):
     import torch
 
     from physworld.evaluation.families import train_recipes
+    from physworld.recipes import scene_parser
 
     assert train_recipes()["scene-parser"] == "physworld.recipes.scene_parser"
     out, summary = tiny_run
     assert summary["steps"] == 6 and (out / "tokenizer" / "tokenizer.json").is_file()
     assert any((out / "tensorboard").iterdir())
     assert 0.0 <= summary["heldout_phrasing_exact_match"] <= 1.0
+    calls = {"n": 0}
+    original = scene_parser.clip_gradients
+
+    def killed_at_step_5(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if killed after the checkpoint at step 3
+        return original(*args, **kw)
+
     half = tmp_path / "half"
-    _tiny_run(half, "train.max_steps=3")
+    monkeypatch.setattr(scene_parser, "clip_gradients", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(half)
+    monkeypatch.setattr(scene_parser, "clip_gradients", original)
     resumed = _tiny_run(half)
     assert resumed["steps"] == 6
     a, b = _weights(out / "checkpoints/latest.safetensors"), _weights(half / "checkpoints/latest.safetensors")

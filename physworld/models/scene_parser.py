@@ -2,7 +2,7 @@
 `physworld train scene-parser`), or a pretrained T5 from a hub id or a local directory to fine-tune.
 
 It reads a prompt and writes the compact scene line that physworld/text2scene/schema.py turns into the
-scene JSON (and checks). Its tokenizer is a WordPiece vocabulary trained on the generated corpus with
+scene JSON (and checks). Its tokenizer is a WordPiece vocabulary built from the generated corpus with
 the `tokenizers` library (no download), saved beside the checkpoint as tokenizer.json; a word the
 corpus never had is split into pieces, so the model can still copy it (how well: BENCHMARKS.md).
 
@@ -48,24 +48,37 @@ def _transformers():
     return transformers
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A WordPiece tokenizer (lower-cased, whitespace and punctuation split) trained on `texts`,
-    wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_;|,.'-"
 
-    tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=40))
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A WordPiece tokenizer (lower-cased, whitespace and punctuation split) whose vocabulary is the
+    corpus' most frequent words (ties by spelling) plus every single character, word-initial and
+    continuing, so a word the corpus never had still splits into pieces. Built here rather than with
+    tokenizers' WordPieceTrainer, whose ids vary between runs (hash order), which would break a
+    deterministic run. Wrapped as a transformers fast tokenizer."""
+    import re
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+
+    counts = Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]+", t.lower()))
+    vocab = [PAD, EOS, UNK, *ALPHABET, *(f"##{c}" for c in ALPHABET)]
+    known = set(vocab)
+    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in known:
+            vocab.append(word)
+            known.add(word)
+    tok = Tokenizer(
+        models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token=UNK, max_input_chars_per_word=40)
+    )
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(cleanup=False)
-    # every letter and digit in the alphabet, so a word the corpus never had still splits into pieces
-    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789_;|,.'-")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], initial_alphabet=alphabet, show_progress=False
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    from tokenizers.processors import TemplateProcessing
-
-    tok.post_processor = TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, tok.token_to_id(EOS))])
+    tok.post_processor = TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, vocab.index(EOS))])
     return _transformers().PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK
     )
@@ -135,9 +148,23 @@ def generate(model, tokenizer, prompts: list[str], cfg: SceneParserConfig, batch
 
 
 def save_tokenizer(tokenizer, run_dir) -> Path:
+    """<run_dir>/tokenizer, written once: into a temporary directory first, then renamed, so a kill
+    mid-write never leaves a half tokenizer where a resumed run or the loader would read it."""
+    import shutil
+
     path = Path(run_dir) / "tokenizer"
-    tokenizer.save_pretrained(str(path))
+    if (path / "tokenizer.json").is_file():
+        return path
+    tmp = Path(run_dir) / ".tokenizer.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
     return path
+
+
+def load_tokenizer(run_dir):
+    return _transformers().AutoTokenizer.from_pretrained(str(Path(run_dir) / "tokenizer"))
 
 
 def load_scene_parser(checkpoint):

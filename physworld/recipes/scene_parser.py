@@ -34,6 +34,7 @@ from physworld.models.scene_parser import (
     encode,
     generate,
     load_pretrained,
+    load_tokenizer,
     save_tokenizer,
     train_tokenizer,
 )
@@ -147,7 +148,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     if cfg.model.pretrained:
         model, tokenizer = load_pretrained(cfg.model.pretrained)
     else:
-        tokenizer = train_tokenizer([t for pair in train_pairs for t in pair], cfg.model.vocab_size)
+        if resumed is not None:  # the run's own vocabulary, not one retrained by another library version
+            tokenizer = load_tokenizer(out)
+        else:
+            tokenizer = train_tokenizer([t for pair in train_pairs for t in pair], cfg.model.vocab_size)
         model = build_model(cfg.model, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     run_info = {

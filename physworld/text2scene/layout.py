@@ -730,6 +730,7 @@ def build_spec_3d(scene: dict, resolved: list[dict], bodies: list[dict], descrip
     spec = spec3d.new_spec(description, camera=spec3d.look_at((0.0, -8.0, 2.4), (0.0, 0.0, 0.6)),
                            bounds={"min": [-6.0, -6.0, -0.5], "max": [6.0, 6.0, 8.0]})  # fmt: skip
     spec["statics"] = [spec3d.floor(extent=6.0)]
+    spec["expect"]["contained"] = False  # no walls in 3D: a pushed ball may roll out of the bounds
     by_group = {r["index"]: r for r in resolved}
     for b, body in enumerate(bodies):
         r = by_group[body["group"]]
