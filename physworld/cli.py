@@ -292,6 +292,30 @@ def cmd_gallery(args) -> int:
     return 0
 
 
+def cmd_text2scene(args) -> int:
+    from physworld.text2scene import pipeline
+
+    summary = pipeline.text2scene(
+        args.prompt,
+        args.output_dir,
+        parser=args.parser,
+        checkpoint=args.checkpoint,
+        dims=args.dims,
+        seconds=args.seconds,
+        width=args.width,
+        gif=args.gif,
+        check_physics=args.check_physics,
+        motion_blur=args.motion_blur,
+        shadows=args.shadows,
+        grade=args.grade,
+        kb_paths=args.kb,
+    )
+    print(pipeline.dumps(summary) if args.json else pipeline.describe(summary))
+    files = ", ".join(str(args.output_dir / f) for f in summary["files"].values())
+    print(f"wrote {files}, scene.json")
+    return 1 if summary["physics_findings"] else 0
+
+
 def _train_recipes() -> dict[str, str]:
     """`physworld train <name>` -> recipe module, from the one dict of families."""
     from physworld.evaluation.families import train_recipes
@@ -987,6 +1011,35 @@ def build_parser() -> argparse.ArgumentParser:
     t2m.add_argument("--no-playback", action="store_true", help="skip the PyBullet PD playback")
     t2m.add_argument("--force-gate", type=float, default=None, help="override the PhysicsSSM gate (0..1)")
     t2m.set_defaults(func=cmd_text2motion)
+    t2s = verbs.add_parser(
+        "text2scene",
+        help="a prompt -> a simulated, checked scene and its MP4 (rules or T5 parser, KB, L-BFGS-B layout)",
+        description="Parse a prompt into a scene, place it (knowledge base + L-BFGS-B layout), simulate, "
+        "check and render it. Exit 2 when the prompt, an object or the layout cannot be used (one line "
+        "naming the part); 1 when --check-physics finds problems in the simulation.",
+    )
+    t2s.add_argument("prompt", help='e.g. "a red ball rolls down a ramp into a tower of five blocks"')
+    t2s.add_argument("--output-dir", type=Path, default=Path("runs/text2scene"), output="dir")
+    t2s.add_argument("--parser", choices=["rules", "t5"], default="rules", help="t5 needs --checkpoint")
+    t2s.add_argument(
+        "--checkpoint", type=Path, help="a `physworld train scene-parser` run or its .safetensors"
+    )
+    t2s.add_argument(
+        "--dims", type=int, choices=[2, 3], help="2D (pymunk) or 3D (PyBullet); default: the prompt's"
+    )
+    t2s.add_argument("--seconds", type=float, default=3.0, above=0, high=120, help="simulated time")
+    t2s.add_argument("--width", type=int, default=480, low=16, high=4096, help="video width in pixels")
+    t2s.add_argument("--gif", action="store_true", help="also write video.gif")
+    t2s.add_argument(
+        "--check-physics", action="store_true", help="run validate's physics checks on the simulation"
+    )
+    t2s.add_argument("--motion-blur", action="store_true", help="post: motion blur from the true velocities")
+    t2s.add_argument("--shadows", action="store_true", help="post: shadows (2D drop shadow, 3D shadow map)")
+    t2s.add_argument("--grade", choices=["warm", "cool", "film"], help="post: colour grading")
+    t2s.add_argument("--kb", type=Path, action="append", default=[], metavar="CSV",
+                     help="extra knowledge-base rows (kb.csv's columns); repeatable")  # fmt: skip
+    t2s.add_argument("--json", action="store_true", help="print scene.json instead of the summary")
+    t2s.set_defaults(func=cmd_text2scene)
 
     s = verbs.add_parser("list-scenarios", help="the scenario library, with how difficulty scales")
     s.add_argument("--markdown", action="store_true", help="as the table in docs/SCENARIOS.md")

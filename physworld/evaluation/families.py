@@ -136,6 +136,7 @@ RECIPES: dict[str, str] = {
     "motion": "physworld.recipes.motion",
     "vjepa": "physworld.recipes.vjepa",
     "captioner": "physworld.recipes.captioner",
+    "scene-parser": "physworld.recipes.scene_parser",
 }
 
 
