@@ -252,3 +252,32 @@ def test_bad_input_is_one_line_and_exit_2(clips_data, tiny_run, tmp_path, capsys
         )
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_onnx_export_matches_torch_and_quantises(clips_data, tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from physworld.export.onnx import export, session, visual_expert_feeds
+
+    ckpt = tiny_run / "checkpoints" / "best.safetensors"
+    summary = export(
+        "visual-expert",
+        ckpt,
+        tmp_path / "onnx",
+        int8=True,
+        calibration_data=clips_data,
+        calibration_batches=2,
+    )
+    err = summary["fp32"]["error_vs_torch"]  # the state output, in world units (px)
+    assert err["values"] > 0 and err["max_abs"] < 1e-3 * max(err["torch_max_abs"], 1.0)
+    assert (tmp_path / "onnx" / "model.int8.onnx").is_file() and summary["int8"]["error_vs_torch"][
+        "values"
+    ] > 0
+    model, _ = load_visual_expert(ckpt)
+    feeds = next(
+        visual_expert_feeds(model, clips_data, max_batches=1, batch_graphs=1)
+    )  # batch 1: a dynamic axis
+    got = session(tmp_path / "onnx" / "model.onnx").run(None, feeds)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(feeds["frames"]))
+    for name, value in zip(("state", "params", "exist_logit", "mask_logits"), got, strict=True):
+        torch.testing.assert_close(torch.from_numpy(value), ref[name], atol=1e-3, rtol=1e-3)
