@@ -30,7 +30,7 @@ def test_forward_shapes(dims, size):
     assert out["state"].shape == (2, 4, 3, size)
     assert out["params"].shape == (2, 4, 3)
     assert out["exist_logit"].shape == (2, 4)
-    assert out["mask_logits"].shape == (2, 3, 4, 4, 4)
+    assert out["mask_logits"].shape == (2, 3, 4, 16, 16)  # full resolution by default
     if dims == 3:  # unit quaternions
         torch.testing.assert_close(out["state"][..., 3:7].norm(dim=-1), torch.ones(2, 4, 3))
     else:  # the angle comes back wrapped

@@ -9,9 +9,11 @@ Object-centric in the DETR / MaskFormer way, shared across frames:
            self-attention among the K queries of a frame (objects explain each other away),
            attention of each slot across the T frames (so slot k stays one object through the clip)
       -> per (slot, frame) embedding e [B, T, K, D]
-         mask_logits = <mask_embed(e), pixel feature>             [B, T, K, h, w]   (h = H / 2**downsample)
-         the mask's soft centroid, area and centroid velocity are appended to e, so position and
-         velocity can be read off the mask a slot draws (a strong prior for a tiny model)
+         mask_logits = <mask_embed(e), pixel embedding>           [B, T, K, h, w]   (h = H / 2**mask_downsample;
+                                                                   pixel embeddings from the full-resolution stem)
+         the mask's centroid (a spatial softmax of its logits), area and centroid velocity are
+         appended to e, so position and velocity can be read off the mask a slot draws (a strong
+         prior for a tiny model: bodies here are a few pixels wide)
          state = state_head(...) in world units                   [B, K, T, S]
       -> per slot, averaged over frames: params [B, K, 3] and exist_logit [B, K]
 
@@ -55,11 +57,14 @@ class VisualExpertConfig:
     fps: float = 12.0  # the clip frame rate it was trained at (velocities depend on it)
     slots: int = 8  # object queries K: the most objects one clip can hold
     channels: int = 32  # CNN width
-    downsample: int = 2  # stride-2 convolutions: masks are image_size / 2**downsample wide
+    downsample: int = (
+        2  # stride-2 convolutions before the slots attend: tokens are image_size / 2**downsample wide
+    )
     dim: int = 64  # token / slot width D
     heads: int = 4
     decoder_layers: int = 2
     dropout: float = 0.0
+    mask_downsample: int = 0  # masks are image_size / 2**mask_downsample wide (0: full resolution)
 
 
 def state_fields(dims: int) -> tuple[str, ...]:
@@ -89,6 +94,8 @@ def check_config(cfg: VisualExpertConfig) -> None:
         raise ValueError(
             f"model.image_size {cfg.image_size} must be divisible by 2**model.downsample ({2**cfg.downsample})"
         )
+    if not 0 <= cfg.mask_downsample <= cfg.downsample:
+        raise ValueError(f"model.mask_downsample must be in [0, model.downsample], got {cfg.mask_downsample}")
     if cfg.dim < 1 or cfg.dim % cfg.heads:
         raise ValueError(f"model.dim {cfg.dim} must be a positive multiple of model.heads {cfg.heads}")
     if not cfg.fps > 0:
@@ -139,11 +146,15 @@ class VisualExpert(nn.Module):
         self.config = cfg = config
         s = state_size(cfg.dims)
         c, d = cfg.channels, cfg.dim
-        layers = [nn.Conv2d(3 + 2, c, 3, padding=1), nn.GELU()]
+        self.stem = nn.Sequential(nn.Conv2d(3 + 2, c, 3, padding=1), nn.GELU())  # full resolution
+        layers = []
         for _ in range(cfg.downsample):
             layers += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(1, c), nn.GELU()]
         layers += [nn.Conv2d(c, d, 3, padding=1)]
         self.cnn = nn.Sequential(*layers)
+        # Pixel embeddings the slots' mask embeddings are compared with: the stem's features (pooled to
+        # the mask size) plus the token features upsampled, so masks are as sharp as the stem.
+        self.pixel_embed = nn.Conv2d(c, d, 1)
         self.token_pos = nn.Linear(2, d)  # tokens know where they are
         self.token_norm = nn.LayerNorm(d)
         self.slot_queries = nn.Parameter(torch.randn(cfg.slots, d) * 0.5)
@@ -168,7 +179,7 @@ class VisualExpert(nn.Module):
 
     @property
     def mask_size(self) -> int:
-        return self.config.image_size // 2**self.config.downsample
+        return self.config.image_size // 2**self.config.mask_downsample
 
     def set_normalisation(self, state_mean, state_std, param_mean, param_std) -> None:
         """Set the world-unit statistics (any field whose std is not positive keeps std 1)."""
@@ -188,7 +199,8 @@ class VisualExpert(nn.Module):
         b, t, _, hh, ww = frames.shape  # [B, T, 3, H, W]
         x = frames.reshape(b * t, 3, hh, ww)
         coords_in = _coords(hh, ww, frames.device).expand(b * t, 2, hh, ww)
-        feat = self.cnn(torch.cat([x, coords_in], 1))  # [B*T, D, h, w]
+        stem = self.stem(torch.cat([x, coords_in], 1))  # [B*T, C, H, W]
+        feat = self.cnn(stem)  # [B*T, D, h, w]
         _, d, h, w = feat.shape
         coords = _coords(h, w, frames.device)  # [2, h, w]
         tokens = feat.flatten(2).transpose(1, 2) + self.token_pos(coords.flatten(1).t())  # [B*T, h*w, D]
@@ -200,14 +212,21 @@ class VisualExpert(nn.Module):
             q = layer(q, tokens, b, t)
         e = self.out_norm(q)  # [B*T, K, D]
 
-        mask_logits = torch.einsum("nkd,ndp->nkp", self.mask_embed(e), feat.flatten(2)) / math.sqrt(d)
+        m = self.mask_size
+        if m != hh:
+            stem = F.avg_pool2d(stem, hh // m)
+        pixels = self.pixel_embed(stem) + F.interpolate(feat, size=(m, m), mode="nearest")  # [B*T, D, m, m]
+        mask_logits = torch.einsum("nkd,ndp->nkp", self.mask_embed(e), pixels.flatten(2)) / math.sqrt(d)
+        h = w = m
         mask_logits = mask_logits.reshape(b, t, cfg.slots, h, w)  # [B, T, K, h, w]
 
-        # The mask's soft centroid (column, row in [0, 1]), its area and the centroid's velocity.
-        weight = torch.sigmoid(mask_logits).flatten(3)  # [B, T, K, h*w]
-        mass = weight.sum(-1, keepdim=True) + 1e-4
-        centroid = torch.einsum("btkp,cp->btkc", weight, coords.flatten(1)) / mass  # [B, T, K, 2]
-        area = mass / (h * w)
+        # The mask's centroid (column, row in [0, 1]) as a spatial softmax of its logits (a sigmoid-
+        # weighted mean would be pulled to the image centre by thousands of background pixels), its
+        # area, and the centroid's velocity.
+        coords = _coords(h, w, frames.device)  # [2, h, w]
+        flat = mask_logits.flatten(3)  # [B, T, K, h*w]
+        centroid = torch.einsum("btkp,cp->btkc", torch.softmax(flat, -1), coords.flatten(1))  # [B, T, K, 2]
+        area = torch.sigmoid(flat).mean(-1, keepdim=True)
         if t > 1:  # central differences inside, one-sided at the ends: [B, T, K, 2] per frame
             diff = centroid[:, 1:] - centroid[:, :-1]
             vel = 0.5 * (torch.cat([diff[:, :1], diff], 1) + torch.cat([diff, diff[:, -1:]], 1))
