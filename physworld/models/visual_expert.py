@@ -111,6 +111,24 @@ def _coords(h: int, w: int, device=None) -> torch.Tensor:
     return torch.stack([cols[None, :].expand(h, w), rows[:, None].expand(h, w)])
 
 
+def mask_geometry(mask_logits: torch.Tensor) -> torch.Tensor:
+    """What a mask says about where its object is: [B, T, K, h, w] logits -> [B, T, K, 5] = centroid
+    (column, row in [-0.5, 0.5]) as a spatial softmax of the logits (a sigmoid-weighted mean would be
+    pulled to the image centre by thousands of background pixels), area (mean sigmoid), and the
+    centroid's velocity per frame x 10 (central differences inside, one-sided at the ends)."""
+    b, t, k, h, w = mask_logits.shape
+    coords = _coords(h, w, mask_logits.device)  # [2, h, w]
+    flat = mask_logits.flatten(3)  # [B, T, K, h*w]
+    centroid = torch.einsum("btkp,cp->btkc", torch.softmax(flat, -1), coords.flatten(1))  # [B, T, K, 2]
+    area = torch.sigmoid(flat).mean(-1, keepdim=True)
+    if t > 1:
+        diff = centroid[:, 1:] - centroid[:, :-1]
+        vel = 0.5 * (torch.cat([diff[:, :1], diff], 1) + torch.cat([diff, diff[:, -1:]], 1))
+    else:
+        vel = torch.zeros_like(centroid)
+    return torch.cat([centroid - 0.5, area, vel * 10.0], -1)
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -169,6 +187,9 @@ class VisualExpert(nn.Module):
         self.raw_size = 7 if cfg.dims == 2 else 13
         self.state_head = nn.Sequential(nn.Linear(d + geom, d), nn.GELU(), nn.Linear(d, self.raw_size))
         self.state_skip = nn.Linear(geom, self.raw_size)  # position and velocity straight from the mask
+        with torch.no_grad():  # the MLP starts as a small correction to the readout (see fit_readout)
+            self.state_head[-1].weight.mul_(0.1)
+            self.state_head[-1].bias.zero_()
         self.param_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, len(PARAM_FIELDS)))
         self.exist_head = nn.Linear(d, 1)
         # Normalisation of targets in world units (the recipe sets them from the training clips).
@@ -220,19 +241,7 @@ class VisualExpert(nn.Module):
         h = w = m
         mask_logits = mask_logits.reshape(b, t, cfg.slots, h, w)  # [B, T, K, h, w]
 
-        # The mask's centroid (column, row in [0, 1]) as a spatial softmax of its logits (a sigmoid-
-        # weighted mean would be pulled to the image centre by thousands of background pixels), its
-        # area, and the centroid's velocity.
-        coords = _coords(h, w, frames.device)  # [2, h, w]
-        flat = mask_logits.flatten(3)  # [B, T, K, h*w]
-        centroid = torch.einsum("btkp,cp->btkc", torch.softmax(flat, -1), coords.flatten(1))  # [B, T, K, 2]
-        area = torch.sigmoid(flat).mean(-1, keepdim=True)
-        if t > 1:  # central differences inside, one-sided at the ends: [B, T, K, 2] per frame
-            diff = centroid[:, 1:] - centroid[:, :-1]
-            vel = 0.5 * (torch.cat([diff[:, :1], diff], 1) + torch.cat([diff, diff[:, -1:]], 1))
-        else:
-            vel = torch.zeros_like(centroid)
-        geom = torch.cat([centroid - 0.5, area, vel * 10.0], -1)  # [B, T, K, 5]
+        geom = mask_geometry(mask_logits)  # [B, T, K, 5]
         e = e.reshape(b, t, cfg.slots, d)
         raw = self.state_head(torch.cat([e, geom], -1)) + self.state_skip(geom)  # [B, T, K, raw]
         state = self._to_world(raw).transpose(1, 2)  # [B, K, T, S]
@@ -270,6 +279,40 @@ class VisualExpert(nn.Module):
         else:
             keep[3:7] = True
         return torch.where(keep, state, z)
+
+    def raw_targets(self, state: torch.Tensor) -> torch.Tensor:
+        """World-unit states [..., S] -> what the state heads output ([..., raw]): the inverse of _to_world."""
+        z = (state - self.state_mean) / self.state_std
+        if self.config.dims == 2:
+            angle = state[..., 2:3]
+            return torch.cat([z[..., 0:2], torch.cos(angle), torch.sin(angle), z[..., 3:6]], -1)
+        return torch.cat([z[..., 0:3], state[..., 3:7], z[..., 7:13]], -1)
+
+    @torch.no_grad()
+    def fit_readout(self, masks: list, states: list) -> None:
+        """Start the state readout where a mask tracker would be: least squares from the geometry of the
+        TRUE masks (mask_geometry) to the true states, over windows of training data. masks: per window
+        float [T, N, h, w] at the mask size; states: per window [T, N, S] in world units. The readout then
+        reads states off the model's own masks from the first step; training moves it from there."""
+        feats, targets = [], []
+        for m, st in zip(masks, states, strict=True):
+            shown = m.flatten(2).sum(-1) > 0  # [T, N]
+            keep = shown.all(0)  # bodies visible in every frame of the window: their velocity is honest
+            if not keep.any():
+                continue
+            logits = (m[:, keep] * 2 - 1) * 20.0  # the true mask as logits
+            g = mask_geometry(logits[None])[0]  # [T, M, 5]
+            feats.append(g.reshape(-1, 5))
+            targets.append(self.raw_targets(torch.as_tensor(st)[:, keep].float()).reshape(-1, self.raw_size))
+        if not feats:
+            return
+        x = torch.cat(feats).double()
+        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # [P, 6]
+        y = torch.cat(targets).double()  # [P, raw]
+        ridge = 1e-3 * torch.eye(6, dtype=x.dtype)
+        coef = torch.linalg.solve(x.T @ x + ridge, x.T @ y)  # [6, raw]
+        self.state_skip.weight.copy_(coef[:5].T.float())
+        self.state_skip.bias.copy_(coef[5].float())
 
 
 # ---------------------------------------------------------------- targets and matching
