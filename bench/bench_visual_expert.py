@@ -134,6 +134,7 @@ def main() -> None:
     generate(work / "heldout", HELDOUT_TYPES, 8, seed=2)
     print(f"data: {time.perf_counter() - t0:.0f} s")
     run = work / "run"
+    reused = (run / "summary.json").exists()
     t0 = time.perf_counter()
     physworld(
         "train",
@@ -163,7 +164,7 @@ def main() -> None:
     vals = [m for m in logged if "val_loss" in m]
     print(
         f"trained {last['step']} steps"
-        + (f" in {train_seconds:.0f} s wall" if train_seconds > 10 else " (the run in --work, reused)")
+        + (" (the finished run in --work, reused)" if reused else f" in {train_seconds:.0f} s wall")
         + f" (train loss {last['loss']:.3f}; "
         f"val loss {vals[-1]['val_loss']:.3f}, best {min(v['val_loss'] for v in vals):.3f})\n"
     )
