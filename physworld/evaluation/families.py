@@ -137,6 +137,7 @@ RECIPES: dict[str, str] = {
     "vjepa": "physworld.recipes.vjepa",
     "captioner": "physworld.recipes.captioner",
     "scene-parser": "physworld.recipes.scene_parser",
+    "visual-expert": "physworld.recipes.visual_expert",
 }
 
 
