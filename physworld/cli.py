@@ -59,6 +59,8 @@ def cmd_generate(args) -> int:
         frames_per_scene=args.frames_per_scene,
         difficulty_range=tuple(args.difficulty_range),
         scenes_per_shard=args.scenes_per_shard,
+        param_shift=args.param_shift,
+        split=args.split,
     )
     manifest = generate(
         config,
@@ -594,6 +596,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-clips",
         action="store_true",
         help="also render clips (as render-clips does) into <output-dir>/clips",
+    )
+    g.add_argument(
+        "--param-shift",
+        choices=["none", "heavier", "slipperier", "bouncier", "ood"],
+        default="none",
+        help="shift every scene's masses, frictions, elasticities (physworld/worlds/shift.py; ood: all three)",
+    )
+    g.add_argument(
+        "--split",
+        choices=["labelled", "unlabelled"],
+        default="labelled",
+        help="unlabelled: mark the dataset so training refuses to read its labels (data/splits.py)",
     )
     _clip_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
