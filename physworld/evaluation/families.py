@@ -112,7 +112,9 @@ FAMILIES: dict[str, dict] = {
 # Recipes that train something other than a trajectory predictor (an encoder, a captioner, a parser):
 # no load_predictor and no leaderboard row, but `physworld train <name>` runs them like the others.
 # One line each: "train name": "recipe module".
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    "supervisor": "physworld.recipes.supervisor",
+}
 
 
 def entry(name: str) -> dict:
