@@ -334,6 +334,36 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_evaluate_vision(args) -> int:
+    from physworld.evaluation.vision import evaluate_checkpoint
+
+    output = args.output or Path(args.checkpoint).parent.parent / "vision_metrics.json"
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        args.data_dir,
+        output,
+        max_clips=args.max_clips,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    for name in ("seen", "heldout"):
+        g = metrics["groups"].get(name)
+        if g is None:
+            continue
+        m, t = g["model"], g["tracker"]
+
+        def num(v):
+            return "n/a" if v is None else f"{v:.3g}"
+
+        print(
+            f"{name}: position error model {num(m['position_error'])} vs tracker {num(t['position_error'])}, "
+            f"velocity error model {num(m['velocity_error'])} vs tracker {num(t['velocity_error'])}, mask IoU "
+            f"{num(m['mask_iou'])} ({g['counts']['windows']} windows)"
+        )
+    print(f"metrics -> {output}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from physworld.export.onnx import export
 
@@ -743,10 +773,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
+    evv = verbs.add_parser(
+        "evaluate-vision",
+        help="a Visual Expert on clips beside the mask-centroid tracker and mean parameters",
+    )
+    evv.add_argument("--checkpoint", required=True, type=Path, help="a visual-expert .safetensors")
+    evv.add_argument("--data-dir", required=True, type=Path, help="a dataset with clips (its clips/ folder)")
+    evv.add_argument(
+        "--output", type=Path, output="file", help="metrics JSON (default: RUN/vision_metrics.json)"
+    )
+    evv.add_argument("--max-clips", type=int, default=None, low=1, high=10_000_000)
+    evv.add_argument(
+        "--threads", type=int, default=1, low=0, high=1024, help="torch CPU threads (0: torch's default)"
+    )
+    evv.add_argument("--quiet", action="store_true")
+    evv.set_defaults(func=cmd_evaluate_vision)
+
     ex = verbs.add_parser(
         "export", help="a model's per-step network as ONNX (optionally static int8) for onnxruntime"
     )
-    ex.add_argument("--model", required=True, choices=["physics-expert", "ssm"])
+    ex.add_argument("--model", required=True, choices=["physics-expert", "ssm", "visual-expert"])
     ex.add_argument("--checkpoint", required=True, type=Path)
     ex.add_argument("--output-dir", required=True, type=Path, output="dir")
     ex.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ)")

@@ -113,6 +113,7 @@ FAMILIES: dict[str, dict] = {
 # no load_predictor and no leaderboard row, but `physworld train <name>` runs them like the others.
 # One line each: "train name": "recipe module".
 RECIPES: dict[str, str] = {
+    "visual-expert": "physworld.recipes.visual_expert",
     "supervisor": "physworld.recipes.supervisor",
 }
 
