@@ -237,3 +237,53 @@ def test_recipe_ablation_switch_and_bad_inputs(world, capsys):
         assert main(_train_args(world, world / "bad", *extra)) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- vision in the loop, the report
+
+
+def test_vision_loop_rows_and_report_sections(world, capsys):
+    import json
+
+    from physworld.evaluation import vision_report
+    from physworld.evaluation.vision_loop import FILE
+
+    out = world / "eval"
+    code = main(
+        [
+            "vision-loop",
+            "--visual-expert", str(world / "ve.safetensors"),
+            "--physics-expert", str(world / "pe.safetensors"),
+            "--data-dir", str(world / "unlabelled"),
+            "--output-dir", str(out),
+            "--rollout-frames", "3",
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / FILE).read_text())
+    rows = result["groups"]["all"]["rows"]
+    assert set(rows) == {"pe_from_vision", "cv_from_vision", "pe_from_truth", "cv_from_truth"}
+    # from the true states the error starts at 0; from an untrained Visual Expert it does not
+    assert rows["pe_from_truth"]["position_error_px"][0] == 0.0
+    assert rows["pe_from_vision"]["position_error_px"][0] > 1.0
+    assert {"seen", "heldout"} & set(result["groups"])
+    values = vision_report.vision_loop_values(out)
+    assert values["tables"] and values["tables"][0]["rows"][0]["cells"][0].startswith("PhysicsExpert")
+    assert vision_report.ood_values(out) is None  # absent file: the section is left out
+    vision_report.write_ood(
+        out,
+        {
+            "splits": {
+                "param_shift": {
+                    "rows": {"before": {"position_error": 12.5}},
+                    "counts": {"windows": 3, "pairs": 9},
+                }
+            }
+        },
+    )
+    table = vision_report.ood_values(out)["tables"][0]
+    assert table["rows"][0]["cells"][:2] == ["Visual Expert before fine-tuning", "12.5"]
+    from physworld.evaluation.report import SECTIONS
+
+    assert {"vision-loop", "ood"} <= {s["id"] for s in SECTIONS}
