@@ -287,3 +287,21 @@ def test_vision_loop_rows_and_report_sections(world, capsys):
     from physworld.evaluation.report import SECTIONS
 
     assert {"vision-loop", "ood"} <= {s["id"] for s in SECTIONS}
+
+
+def test_recipe_nan_guard_stops_after_max_bad_steps(world, monkeypatch):
+    from physworld.recipes import supervisor as recipe
+
+    real = recipe.vis_loss
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return dict(terms, vis=terms["vis"] * float("nan"))
+
+    monkeypatch.setattr(recipe, "vis_loss", poisoned)
+    with pytest.raises(RuntimeError, match="non-finite steps in a row"):
+        recipe.main(
+            "configs/supervisor/tiny.yaml",
+            _train_args(world, world / "nan", "train.max_bad_steps=2")[4:],
+            progress=False,
+        )
