@@ -29,7 +29,8 @@ L_phys: the frozen PhysicsExpert, rolled forward k clip frames (k * stride simul
       - world: gravity (0, -981), 60 frames/s and the default substeps (worlds/spec.world), so one clip
         frame at `fps` is 60 / fps simulator steps;
       - history: the PhysicsExpert reads k frames of velocity history; they are the estimate at t
-        extended backwards at constant velocity.
+        extended backwards at constant velocity;
+      - no joints, and no kinematic bodies: a scripted body (pong's paddles) is rolled as a free disc.
     Errors are in the Visual Expert's normalised units (positions and velocities divided by its
     state_std; the angle as 1 - cos of the difference). The PhysicsExpert's parameters are frozen
     (requires_grad False, never in the optimizer) while gradients flow through it to the estimates.
