@@ -31,9 +31,11 @@ L_phys: the frozen PhysicsExpert, rolled forward k clip frames (k * stride simul
       - history: the PhysicsExpert reads k frames of velocity history; they are the estimate at t
         extended backwards at constant velocity;
       - no joints, and no kinematic bodies: a scripted body (pong's paddles) is rolled as a free disc.
-    Errors are in the Visual Expert's normalised units (positions and velocities divided by its
-    state_std; the angle as 1 - cos of the difference). The PhysicsExpert's parameters are frozen
-    (requires_grad False, never in the optimizer) while gradients flow through it to the estimates.
+    Errors are in the Visual Expert's normalised units (Huber of positions and velocities divided by its
+    state_std; the angle as 1 - cos of the difference); rows whose error exceeds phys_error_cap are
+    left out as the PhysicsExpert failing off its training distribution. The PhysicsExpert's
+    parameters are frozen (requires_grad False, never in the optimizer) while gradients flow through
+    it to the estimates.
 L_consistency: the same clip seen in two windows that overlap (starts s and s + offset): slots are
     matched between the windows (Hungarian on the normalised position distance over the shared frames,
     no gradient), and matched slots' states on the shared frames and their parameters must agree. The
@@ -69,6 +71,7 @@ class SupervisorConfig:
     phys_horizon: int = 1  # k: clip frames the PhysicsExpert rolls forward
     consistency_offset: int = 2  # clip frames between the two overlapping windows' starts
     exist_threshold: float = 0.5  # slots whose exist probability is above this take part in L_phys
+    phys_error_cap: float = 10.0  # L_phys rows whose error (state_error) exceeds this are left out
     render_edge: float = 1.0  # soft disc edge width, in mask pixels
     min_instance_pixels: int = 1  # colours covering fewer image pixels over the clip are noise
 
@@ -85,6 +88,8 @@ class SupervisorConfig:
             )
         if not 0 < self.exist_threshold < 1:
             raise ValueError(f"supervisor.exist_threshold must be in (0, 1), got {self.exist_threshold}")
+        if not self.phys_error_cap > 0:
+            raise ValueError(f"supervisor.phys_error_cap must be positive, got {self.phys_error_cap}")
         if not self.render_edge > 0:
             raise ValueError(f"supervisor.render_edge must be positive, got {self.render_edge}")
 
@@ -249,11 +254,14 @@ def roll_physics(
 
 
 def state_error(a: torch.Tensor, b: torch.Tensor, state_std: torch.Tensor) -> torch.Tensor:
-    """Per-row error between 2D states [..., 6]: squared normalised x, y, vx, vy, w plus 1 - cos of the
-    angle difference, summed over fields -> [...]."""
+    """Per-row error between 2D states [..., 6]: Huber (smooth L1, beta 1) of the normalised x, y, vx, vy,
+    w differences plus 1 - cos of the angle difference, summed over fields -> [...]. Huber, not squares:
+    a rollout that goes far wrong (two estimated discs overlapping, a ramp the arena lacks) must not
+    outweigh every other term with a gradient that grows with its error."""
     keep = [0, 1, 3, 4, 5]
-    z = ((a[..., keep] - b[..., keep]) / state_std[keep]).square().sum(-1)
-    return z + (1 - torch.cos(a[..., 2] - b[..., 2]))
+    z = (a[..., keep] - b[..., keep]) / state_std[keep]
+    huber = F.smooth_l1_loss(z, torch.zeros_like(z), reduction="none", beta=1.0).sum(-1)
+    return huber + (1 - torch.cos(a[..., 2] - b[..., 2]))
 
 
 # ---------------------------------------------------------------- the three losses
@@ -354,15 +362,17 @@ def phys_loss(
     starts = t - horizon
     start = state[keep][:, :starts]  # [N, starts, 6]: rows (clip, slot)
     goal = state[keep][:, horizon:]  # [N, starts, 6]
-    n = start.shape[0]
     clip_of = torch.repeat_interleave(torch.arange(b), counts)  # [N]
     # Graph (clip, start frame): rows ordered (start frame, clip, slot).
     graph_of = (torch.arange(starts)[:, None] * b + clip_of[None]).reshape(-1)
     flat = start.transpose(0, 1).reshape(-1, 6)
     bodies = body.repeat(starts, 1)
     end = roll_physics(pe, flat, bodies, graph_of, starts * b, horizon * stride)[-1]
-    err = state_error(end, goal.transpose(0, 1).reshape(-1, 6), state_std)
-    return err.reshape(starts, n).mean()
+    err = state_error(end, goal.transpose(0, 1).reshape(-1, 6), state_std)  # [starts * N]
+    # Rows beyond the cap are the PhysicsExpert failing on inputs it never saw, not evidence about the
+    # estimates: they are left out (chosen without gradient).
+    kept = (err.detach() < cfg.phys_error_cap).to(err.dtype)
+    return (err * kept).sum() / kept.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
