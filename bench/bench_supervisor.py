@@ -185,8 +185,8 @@ def main() -> None:
     from physworld.fileio import atomic_write_json
 
     atomic_write_json(eval_dir / FILE, result["vision_loop"]["heldout_types"]["full"])
-    cli("report", "--eval-dir", eval_dir, "--output", eval_dir / "report.html")
     atomic_write_json(out / "bench_supervisor.json", result)
+    cli("report", eval_dir, "--output", eval_dir / "report.html")
     print_tables(result)
 
 
