@@ -1,20 +1,24 @@
 """ONNX export: onnxruntime fp32 and static int8 against torch eager, per step and in rollouts.
 
-For each family (physics-expert, ssm): its quickstart preset trains --steps steps on a generated dataset,
-`physworld export --int8` writes model.onnx and model.int8.onnx (calibrated on the training scenes), then,
-in one process with torch threads and ORT intra-op threads both 1:
+For each family (physics-expert, ssm, visual-expert; --families picks): its quickstart preset trains --steps
+steps on a generated dataset (the Visual Expert: the same scenes as 64 x 64 clips), `physworld export --int8`
+writes model.onnx and model.int8.onnx (calibrated on the training scenes), then, in one process with torch
+threads and ORT intra-op threads both 1:
 
   speed     the exported step (torch eager: the same step module the exporter traced) on real batches of
             the validation scenes, batch 1 and batch 32 (graphs per call for the PhysicsExpert, scenes per
-            call for the SSM), torch / fp32 / int8 timed interleaved, median ms per call and the ratios
+            call for the SSM, clip windows per call for the Visual Expert), torch / fp32 / int8 timed
+            interleaved, median ms per call and the ratios
   error     max and mean abs error of fp32 and int8 step outputs against torch on the validation batches
             (never seen by calibration), beside the largest |output|
   rollout   mean position error (px) against the ground truth over --rollout-frames predicted frames of
             the validation scenes for torch, ORT fp32 and ORT int8: does int8 cost accuracy that matters?
+            (not for the Visual Expert, which reads states from clips; its error rows are its state output)
 
 Prints markdown tables. Every step resumes: data, runs and exports in --work are reused.
 
     python bench/bench_export.py [--work /tmp/physworld-bench-export] [--steps 300] [--repeats 30]
+                                 [--families physics-expert ssm visual-expert]
 """
 
 from __future__ import annotations
@@ -31,45 +35,55 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_TYPES = ["billiards", "tower", "pendulum", "explosion", "chain"]
-FAMILIES = {"physics-expert": "configs/physics_expert/quickstart.yaml", "ssm": "configs/ssm/quickstart.yaml"}
+FAMILIES = {
+    "physics-expert": "configs/physics_expert/quickstart.yaml",
+    "ssm": "configs/ssm/quickstart.yaml",
+    "visual-expert": "configs/visual_expert/quickstart.yaml",
+}
+# The Visual Expert reads clips: its data are the same types and seeds with 64 x 64 clips of 8 frames at 15 fps.
+CLIPS = [
+    "--with-clips",
+    "--clip-resolution",
+    "64",
+    "--clip-frames",
+    "8",
+    "--clip-fps",
+    "15",
+    "--no-clip-captions",
+]
+
+
+def data_dir(work: Path, name: str, split: str) -> Path:
+    return work / (f"vis_{split}" if name == "visual-expert" else split)
 
 
 def physworld(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "physworld.cli", *args], check=True)
 
 
-def prepare(work: Path, steps: int) -> None:
-    if not (work / "train" / "manifest.json").exists():
-        physworld(
-            "generate",
-            "--output-dir",
-            str(work / "train"),
-            "--scenario-types",
-            *TRAIN_TYPES,
-            "--num-scenes-per-type",
-            "6",
-            "--frames-per-scene",
-            "60",
-            "--seed",
-            "0",
-            "--quiet",
-        )
-    if not (work / "val" / "manifest.json").exists():
-        physworld(
-            "generate",
-            "--output-dir",
-            str(work / "val"),
-            "--scenario-types",
-            *TRAIN_TYPES,
-            "--num-scenes-per-type",
-            "8",
-            "--frames-per-scene",
-            "60",
-            "--seed",
-            "1",
-            "--quiet",
-        )
-    for name, config in FAMILIES.items():
+def prepare(work: Path, steps: int, families: list[str]) -> None:
+    for split, scenes, seed in (("train", "6", "0"), ("val", "8", "1")):
+        for clips in sorted({name == "visual-expert" for name in families}):
+            out = data_dir(work, "visual-expert" if clips else "physics-expert", split)
+            if (out / ("clips" if clips else ".") / "manifest.json").exists():
+                continue
+            physworld(
+                "generate",
+                "--output-dir",
+                str(out),
+                "--scenario-types",
+                *TRAIN_TYPES,
+                "--num-scenes-per-type",
+                scenes,
+                "--frames-per-scene",
+                "60",
+                "--seed",
+                seed,
+                "--quiet",
+                *(CLIPS if clips else []),
+            )
+    for name in families:
+        config = FAMILIES[name]
         run = work / "runs" / name
         ckpt = run / "checkpoints" / "latest.safetensors"
         if not ckpt.exists():
@@ -78,8 +92,8 @@ def prepare(work: Path, steps: int) -> None:
                 name,
                 "--config",
                 str(ROOT / config),
-                f"data.train_dir={work / 'train'}",
-                f"data.val_dir={work / 'val'}",
+                f"data.train_dir={data_dir(work, name, 'train')}",
+                f"data.val_dir={data_dir(work, name, 'val')}",
                 f"train.output_dir={run}",
                 f"train.max_steps={steps}",
                 f"optim.warmup_steps={max(1, steps // 10)}",
@@ -96,7 +110,7 @@ def prepare(work: Path, steps: int) -> None:
                 str(work / "onnx" / name),
                 "--int8",
                 "--calibration-data",
-                str(work / "train"),
+                str(data_dir(work, name, "train")),
             )
 
 
@@ -122,7 +136,7 @@ def bench_family(name: str, work: Path, repeats: int, rollout_frames: int) -> tu
 
     speed_rows = []
     for batch in (1, 32):
-        feeds = next(iter(spec["feeds"](model, work / "val", 1, batch)))
+        feeds = next(iter(spec["feeds"](model, data_dir(work, name, "val"), 1, batch)))
         inputs = [torch.from_numpy(feeds[n]) for n in spec["input_names"]]
         runners = {"torch": lambda inputs=inputs: step(*inputs)}
         runners |= {k: (lambda s=s, feeds=feeds: s.run(None, feeds)) for k, s in sessions.items()}
@@ -135,7 +149,7 @@ def bench_family(name: str, work: Path, repeats: int, rollout_frames: int) -> tu
                 for k, fn in runners.items():
                     times[k] += timed(fn, 1)
         ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-        size = feeds["receivers"].shape[0]
+        size = feeds["receivers"].shape[0] if "receivers" in feeds else feeds["frames"].shape[0]
         speed_rows.append(
             [
                 name,
@@ -150,13 +164,15 @@ def bench_family(name: str, work: Path, repeats: int, rollout_frames: int) -> tu
         )
 
     error_rows = []
-    feeds_list = list(spec["feeds"](model, work / "val", 64, 8))
+    feeds_list = list(spec["feeds"](model, data_dir(work, name, "val"), 64, 8))
     for precision, sess in sessions.items():
         err = ex.max_errors(model, family, sess, feeds_list)
         error_rows.append(
             [name, precision, err["max_abs"], err["mean_abs"], err["torch_max_abs"], err["values"]]
         )
 
+    if name == "visual-expert":  # no rollout: it reads clips into states, it does not step them
+        return speed_rows, error_rows, []
     ds = Dataset(work / "val")
     scenes = ds.scenes(sorted(ds.scene_ids))
     context = 10
@@ -196,13 +212,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps of each quickstart preset")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rollout-frames", type=int, default=20)
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    prepare(args.work, args.steps)
+    prepare(args.work, args.steps, args.families)
     import onnxruntime
 
     speed, errors, rollouts = [], [], []
-    for name in FAMILIES:
+    for name in args.families:
         s, e, r = bench_family(name, args.work, args.repeats, args.rollout_frames)
         speed, errors, rollouts = speed + s, errors + e, rollouts + r
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, 1 thread each\n")
@@ -211,7 +228,7 @@ def main() -> None:
             [
                 "family",
                 "batch",
-                "edges",
+                "edges (VE: windows)",
                 "torch ms",
                 "ORT fp32 ms",
                 "ORT int8 ms",

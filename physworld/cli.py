@@ -359,7 +359,9 @@ def cmd_vision_loop(args) -> int:
 def cmd_evaluate_vision(args) -> int:
     from physworld.evaluation.vision import evaluate_checkpoint
 
-    output = args.output or Path(args.checkpoint).parent.parent / "vision_metrics.json"
+    ckpt = Path(args.checkpoint)  # default: beside the run (RUN/checkpoints/x.safetensors -> RUN/)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    output = args.output or run_dir / "vision_metrics.json"
     metrics = evaluate_checkpoint(
         args.checkpoint,
         args.data_dir,

@@ -30,7 +30,7 @@ def test_forward_shapes(dims, size):
     assert out["state"].shape == (2, 4, 3, size)
     assert out["params"].shape == (2, 4, 3)
     assert out["exist_logit"].shape == (2, 4)
-    assert out["mask_logits"].shape == (2, 3, 4, 4, 4)
+    assert out["mask_logits"].shape == (2, 3, 4, 16, 16)  # full resolution by default
     if dims == 3:  # unit quaternions
         torch.testing.assert_close(out["state"][..., 3:7].norm(dim=-1), torch.ones(2, 4, 3))
     else:  # the angle comes back wrapped
@@ -252,3 +252,60 @@ def test_bad_input_is_one_line_and_exit_2(clips_data, tiny_run, tmp_path, capsys
         )
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_onnx_export_matches_torch_and_quantises(clips_data, tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from physworld.export.onnx import export, session, visual_expert_feeds
+
+    ckpt = tiny_run / "checkpoints" / "best.safetensors"
+    summary = export(
+        "visual-expert",
+        ckpt,
+        tmp_path / "onnx",
+        int8=True,
+        calibration_data=clips_data,
+        calibration_batches=2,
+    )
+    err = summary["fp32"]["error_vs_torch"]  # the state output, in world units (px)
+    assert err["values"] > 0 and err["max_abs"] < 1e-3 * max(err["torch_max_abs"], 1.0)
+    assert (tmp_path / "onnx" / "model.int8.onnx").is_file() and summary["int8"]["error_vs_torch"][
+        "values"
+    ] > 0
+    model, _ = load_visual_expert(ckpt)
+    feeds = next(
+        visual_expert_feeds(model, clips_data, max_batches=1, batch_graphs=1)
+    )  # batch 1: a dynamic axis
+    got = session(tmp_path / "onnx" / "model.onnx").run(None, feeds)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(feeds["frames"]))
+    for name, value in zip(("state", "params", "exist_logit", "mask_logits"), got, strict=True):
+        torch.testing.assert_close(torch.from_numpy(value), ref[name], atol=1e-3, rtol=1e-3)
+
+
+def test_3d_tracker_and_model_on_a_real_3d_clip():
+    """The tracker back-projects mask centroids with the clip's depth and camera: within the bodies'
+    size of their centres (it sees surfaces, not centres); a 3D model reads the clip and matches it."""
+    pytest.importorskip("pybullet")
+    import numpy as np
+
+    from physworld.data.generate import make_record
+    from physworld.evaluation.vision import tracker_states
+
+    rec = dict(make_record(0, "movi_b", 4, 11, 12), scene_id=0)
+    clip = C.render_clip(rec, C.ClipConfig(resolution=48, frames=6, fps=12, captions=False))
+    states, n = clip["states"], clip["states"].shape[1]
+    track = tracker_states(clip["segmentation"], clip["depth"], n, clip["camera"], 12.0, 3)
+    visible = clip["visible_pixels"] > 0
+    err = np.linalg.norm(track[..., :3] - states[..., :3], axis=-1)[visible]
+    assert err.mean() < 0.4 and np.isnan(track[..., 3:7]).all()  # metres; no orientation from a centroid
+    model = VisualExpert(
+        VisualExpertConfig(dims=3, image_size=48, frames=6, fps=12, slots=4, channels=8, dim=16)
+    )
+    frames = torch.from_numpy(clip["rgb"]).permute(0, 3, 1, 2)[None].float() / 255
+    out = model(frames)
+    masks = masks_from_segmentation(
+        torch.from_numpy(clip["segmentation"].astype(np.int32)), n, model.mask_size
+    )
+    ((slots, bodies),) = hungarian_match(out, [torch.from_numpy(states)], [masks])
+    assert len(slots) == min(4, int(visible.any(0).sum()))

@@ -284,9 +284,59 @@ def ssm_network(model) -> dict:
     }
 
 
+# ---------------------------------------------------------------- the Visual Expert
+
+
+class VisualExpertNet(nn.Module):
+    """VisualExpert.forward as a tuple: frames [B, T, 3, H, W] in [0, 1] -> state [B, K, T, S] (world
+    units), params [B, K, 3], exist_logit [B, K], mask_logits [B, T, K, h, w]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames):
+        out = self.model(frames)
+        return out["state"], out["params"], out["exist_logit"], out["mask_logits"]
+
+
+def visual_expert_feeds(model, data_dir, max_batches: int = 8, batch_graphs: int = 8) -> Iterator[dict]:
+    """Windows of the model's frame count from a dataset's real clips (clips in view order, windows not
+    overlapping), `batch_graphs` windows per feed; clips the model cannot read are one line."""
+    from physworld.data.clip_labels import ClipWindows, check_clips_fit, clip_labels
+
+    cfg = model.config
+    labels = clip_labels(data_dir)
+    check_clips_fit(labels["meta"], cfg.dims, cfg.image_size, cfg.frames, cfg.fps, Path(data_dir) / "clips")
+    windows = ClipWindows(labels, cfg.frames, cfg.frames)
+    for made, start in enumerate(range(0, len(windows), batch_graphs)):
+        if made == max_batches:
+            return
+        items = [windows[j]["frames"] for j in range(start, min(start + batch_graphs, len(windows)))]
+        yield {"frames": torch.stack(items).numpy()}
+
+
+def visual_expert_network(model) -> dict:
+    from torch.export import Dim
+
+    cfg = model.config
+    return {
+        "module": VisualExpertNet(model),
+        "input_names": ["frames"],
+        "output_names": ["state", "params", "exist_logit", "mask_logits"],
+        "dynamic_shapes": ({0: Dim("batch", min=1, max=4096)},),
+        "example": (torch.rand(2, cfg.frames, 3, cfg.image_size, cfg.image_size),),
+        "feeds": visual_expert_feeds,
+    }
+
+
 # One function per family (`network(model) -> spec`, see the module docstring); a family not here has no
 # exportable step yet.
-NETWORKS = {"physics-expert": physics_expert_network, "ssm": ssm_network}
+NETWORKS = {
+    "physics-expert": physics_expert_network,
+    "ssm": ssm_network,
+    "visual-expert": visual_expert_network,
+}
 
 
 # ---------------------------------------------------------------- export, quantise, run
@@ -298,6 +348,10 @@ def load_family_model(family: str, checkpoint):
 
     from physworld.evaluation.families import checkpoint_family, entry
 
+    if family == "visual-expert":  # not a trajectory family; its loader refuses other checkpoints
+        from physworld.models.visual_expert import load_visual_expert
+
+        return family, load_visual_expert(checkpoint)[0]
     fam = entry(family)
     if fam["name"] not in NETWORKS:
         raise ValueError(f"--model {family}: no exportable step yet (exportable: {', '.join(NETWORKS)})")

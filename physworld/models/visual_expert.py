@@ -9,9 +9,11 @@ Object-centric in the DETR / MaskFormer way, shared across frames:
            self-attention among the K queries of a frame (objects explain each other away),
            attention of each slot across the T frames (so slot k stays one object through the clip)
       -> per (slot, frame) embedding e [B, T, K, D]
-         mask_logits = <mask_embed(e), pixel feature>             [B, T, K, h, w]   (h = H / 2**downsample)
-         the mask's soft centroid, area and centroid velocity are appended to e, so position and
-         velocity can be read off the mask a slot draws (a strong prior for a tiny model)
+         mask_logits = <mask_embed(e), pixel embedding>           [B, T, K, h, w]   (h = H / 2**mask_downsample;
+                                                                   pixel embeddings from the full-resolution stem)
+         the mask's centroid (a spatial softmax of its logits), area and centroid velocity are
+         appended to e, so position and velocity can be read off the mask a slot draws (a strong
+         prior for a tiny model: bodies here are a few pixels wide)
          state = state_head(...) in world units                   [B, K, T, S]
       -> per slot, averaged over frames: params [B, K, 3] and exist_logit [B, K]
 
@@ -55,11 +57,14 @@ class VisualExpertConfig:
     fps: float = 12.0  # the clip frame rate it was trained at (velocities depend on it)
     slots: int = 8  # object queries K: the most objects one clip can hold
     channels: int = 32  # CNN width
-    downsample: int = 2  # stride-2 convolutions: masks are image_size / 2**downsample wide
+    downsample: int = (
+        2  # stride-2 convolutions before the slots attend: tokens are image_size / 2**downsample wide
+    )
     dim: int = 64  # token / slot width D
     heads: int = 4
     decoder_layers: int = 2
     dropout: float = 0.0
+    mask_downsample: int = 0  # masks are image_size / 2**mask_downsample wide (0: full resolution)
 
 
 def state_fields(dims: int) -> tuple[str, ...]:
@@ -89,6 +94,8 @@ def check_config(cfg: VisualExpertConfig) -> None:
         raise ValueError(
             f"model.image_size {cfg.image_size} must be divisible by 2**model.downsample ({2**cfg.downsample})"
         )
+    if not 0 <= cfg.mask_downsample <= cfg.downsample:
+        raise ValueError(f"model.mask_downsample must be in [0, model.downsample], got {cfg.mask_downsample}")
     if cfg.dim < 1 or cfg.dim % cfg.heads:
         raise ValueError(f"model.dim {cfg.dim} must be a positive multiple of model.heads {cfg.heads}")
     if not cfg.fps > 0:
@@ -102,6 +109,24 @@ def _coords(h: int, w: int, device=None) -> torch.Tensor:
     rows = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
     cols = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
     return torch.stack([cols[None, :].expand(h, w), rows[:, None].expand(h, w)])
+
+
+def mask_geometry(mask_logits: torch.Tensor) -> torch.Tensor:
+    """What a mask says about where its object is: [B, T, K, h, w] logits -> [B, T, K, 5] = centroid
+    (column, row in [-0.5, 0.5]) as a spatial softmax of the logits (a sigmoid-weighted mean would be
+    pulled to the image centre by thousands of background pixels), area (mean sigmoid), and the
+    centroid's velocity per frame x 10 (central differences inside, one-sided at the ends)."""
+    b, t, k, h, w = mask_logits.shape
+    coords = _coords(h, w, mask_logits.device)  # [2, h, w]
+    flat = mask_logits.flatten(3)  # [B, T, K, h*w]
+    centroid = torch.einsum("btkp,cp->btkc", torch.softmax(flat, -1), coords.flatten(1))  # [B, T, K, 2]
+    area = torch.sigmoid(flat).mean(-1, keepdim=True)
+    if t > 1:
+        diff = centroid[:, 1:] - centroid[:, :-1]
+        vel = 0.5 * (torch.cat([diff[:, :1], diff], 1) + torch.cat([diff, diff[:, -1:]], 1))
+    else:
+        vel = torch.zeros_like(centroid)
+    return torch.cat([centroid - 0.5, area, vel * 10.0], -1)
 
 
 class DecoderLayer(nn.Module):
@@ -139,11 +164,15 @@ class VisualExpert(nn.Module):
         self.config = cfg = config
         s = state_size(cfg.dims)
         c, d = cfg.channels, cfg.dim
-        layers = [nn.Conv2d(3 + 2, c, 3, padding=1), nn.GELU()]
+        self.stem = nn.Sequential(nn.Conv2d(3 + 2, c, 3, padding=1), nn.GELU())  # full resolution
+        layers = []
         for _ in range(cfg.downsample):
             layers += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(1, c), nn.GELU()]
         layers += [nn.Conv2d(c, d, 3, padding=1)]
         self.cnn = nn.Sequential(*layers)
+        # Pixel embeddings the slots' mask embeddings are compared with: the stem's features (pooled to
+        # the mask size) plus the token features upsampled, so masks are as sharp as the stem.
+        self.pixel_embed = nn.Conv2d(c, d, 1)
         self.token_pos = nn.Linear(2, d)  # tokens know where they are
         self.token_norm = nn.LayerNorm(d)
         self.slot_queries = nn.Parameter(torch.randn(cfg.slots, d) * 0.5)
@@ -158,6 +187,9 @@ class VisualExpert(nn.Module):
         self.raw_size = 7 if cfg.dims == 2 else 13
         self.state_head = nn.Sequential(nn.Linear(d + geom, d), nn.GELU(), nn.Linear(d, self.raw_size))
         self.state_skip = nn.Linear(geom, self.raw_size)  # position and velocity straight from the mask
+        with torch.no_grad():  # the MLP starts as a small correction to the readout (see fit_readout)
+            self.state_head[-1].weight.mul_(0.1)
+            self.state_head[-1].bias.zero_()
         self.param_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, len(PARAM_FIELDS)))
         self.exist_head = nn.Linear(d, 1)
         # Normalisation of targets in world units (the recipe sets them from the training clips).
@@ -168,7 +200,7 @@ class VisualExpert(nn.Module):
 
     @property
     def mask_size(self) -> int:
-        return self.config.image_size // 2**self.config.downsample
+        return self.config.image_size // 2**self.config.mask_downsample
 
     def set_normalisation(self, state_mean, state_std, param_mean, param_std) -> None:
         """Set the world-unit statistics (any field whose std is not positive keeps std 1)."""
@@ -188,7 +220,8 @@ class VisualExpert(nn.Module):
         b, t, _, hh, ww = frames.shape  # [B, T, 3, H, W]
         x = frames.reshape(b * t, 3, hh, ww)
         coords_in = _coords(hh, ww, frames.device).expand(b * t, 2, hh, ww)
-        feat = self.cnn(torch.cat([x, coords_in], 1))  # [B*T, D, h, w]
+        stem = self.stem(torch.cat([x, coords_in], 1))  # [B*T, C, H, W]
+        feat = self.cnn(stem)  # [B*T, D, h, w]
         _, d, h, w = feat.shape
         coords = _coords(h, w, frames.device)  # [2, h, w]
         tokens = feat.flatten(2).transpose(1, 2) + self.token_pos(coords.flatten(1).t())  # [B*T, h*w, D]
@@ -200,20 +233,15 @@ class VisualExpert(nn.Module):
             q = layer(q, tokens, b, t)
         e = self.out_norm(q)  # [B*T, K, D]
 
-        mask_logits = torch.einsum("nkd,ndp->nkp", self.mask_embed(e), feat.flatten(2)) / math.sqrt(d)
+        m = self.mask_size
+        if m != hh:
+            stem = F.avg_pool2d(stem, hh // m)
+        pixels = self.pixel_embed(stem) + F.interpolate(feat, size=(m, m), mode="nearest")  # [B*T, D, m, m]
+        mask_logits = torch.einsum("nkd,ndp->nkp", self.mask_embed(e), pixels.flatten(2)) / math.sqrt(d)
+        h = w = m
         mask_logits = mask_logits.reshape(b, t, cfg.slots, h, w)  # [B, T, K, h, w]
 
-        # The mask's soft centroid (column, row in [0, 1]), its area and the centroid's velocity.
-        weight = torch.sigmoid(mask_logits).flatten(3)  # [B, T, K, h*w]
-        mass = weight.sum(-1, keepdim=True) + 1e-4
-        centroid = torch.einsum("btkp,cp->btkc", weight, coords.flatten(1)) / mass  # [B, T, K, 2]
-        area = mass / (h * w)
-        if t > 1:  # central differences inside, one-sided at the ends: [B, T, K, 2] per frame
-            diff = centroid[:, 1:] - centroid[:, :-1]
-            vel = 0.5 * (torch.cat([diff[:, :1], diff], 1) + torch.cat([diff, diff[:, -1:]], 1))
-        else:
-            vel = torch.zeros_like(centroid)
-        geom = torch.cat([centroid - 0.5, area, vel * 10.0], -1)  # [B, T, K, 5]
+        geom = mask_geometry(mask_logits)  # [B, T, K, 5]
         e = e.reshape(b, t, cfg.slots, d)
         raw = self.state_head(torch.cat([e, geom], -1)) + self.state_skip(geom)  # [B, T, K, raw]
         state = self._to_world(raw).transpose(1, 2)  # [B, K, T, S]
@@ -251,6 +279,40 @@ class VisualExpert(nn.Module):
         else:
             keep[3:7] = True
         return torch.where(keep, state, z)
+
+    def raw_targets(self, state: torch.Tensor) -> torch.Tensor:
+        """World-unit states [..., S] -> what the state heads output ([..., raw]): the inverse of _to_world."""
+        z = (state - self.state_mean) / self.state_std
+        if self.config.dims == 2:
+            angle = state[..., 2:3]
+            return torch.cat([z[..., 0:2], torch.cos(angle), torch.sin(angle), z[..., 3:6]], -1)
+        return torch.cat([z[..., 0:3], state[..., 3:7], z[..., 7:13]], -1)
+
+    @torch.no_grad()
+    def fit_readout(self, masks: list, states: list) -> None:
+        """Start the state readout where a mask tracker would be: least squares from the geometry of the
+        TRUE masks (mask_geometry) to the true states, over windows of training data. masks: per window
+        float [T, N, h, w] at the mask size; states: per window [T, N, S] in world units. The readout then
+        reads states off the model's own masks from the first step; training moves it from there."""
+        feats, targets = [], []
+        for m, st in zip(masks, states, strict=True):
+            shown = m.flatten(2).sum(-1) > 0  # [T, N]
+            keep = shown.all(0)  # bodies visible in every frame of the window: their velocity is honest
+            if not keep.any():
+                continue
+            logits = (m[:, keep] * 2 - 1) * 20.0  # the true mask as logits
+            g = mask_geometry(logits[None])[0]  # [T, M, 5]
+            feats.append(g.reshape(-1, 5))
+            targets.append(self.raw_targets(torch.as_tensor(st)[:, keep].float()).reshape(-1, self.raw_size))
+        if not feats:
+            return
+        x = torch.cat(feats).double()
+        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # [P, 6]
+        y = torch.cat(targets).double()  # [P, raw]
+        ridge = 1e-3 * torch.eye(6, dtype=x.dtype)
+        coef = torch.linalg.solve(x.T @ x + ridge, x.T @ y)  # [6, raw]
+        self.state_skip.weight.copy_(coef[:5].T.float())
+        self.state_skip.bias.copy_(coef[5].float())
 
 
 # ---------------------------------------------------------------- targets and matching

@@ -6,7 +6,8 @@ The loop is written out here, top to bottom:
 
   1. load and validate the config; check the clips fit the model (size, frame rate, 2D/3D)
   2. read the clip labels (parameters from the scene specs, cameras) and the training windows;
-     set the model's normalisation (mean, std of each state field and parameter) from them
+     set the model's normalisation (mean, std of each state field and parameter) from them, and start
+     its state readout as least squares from the true masks' geometry (VisualExpert.fit_readout)
   3. build model and optimizer; resume from checkpoints/latest if present
   4. optimizer steps: Hungarian matching of slots to bodies (no gradient), then the matched losses
      (state per field normalised, parameters, mask BCE + dice, existence), NaN/Inf guard, clipping,
@@ -67,6 +68,7 @@ class DataConfig:
     batch_size: int = 8
     window_stride: int = 4  # clip frames between the starts of two training windows of one clip
     val_windows: int = 64  # validation windows scored each evaluation (the first ones, in order)
+    readout_windows: int = 256  # training windows the state readout's least-squares start is fitted on
 
 
 @dataclass
@@ -90,7 +92,7 @@ class RecipeConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self):
-        for name in ("batch_size", "window_stride", "val_windows"):
+        for name in ("batch_size", "window_stride", "val_windows", "readout_windows"):
             if getattr(self.data, name) < 1:
                 raise ValueError(f"data.{name} must be at least 1, got {getattr(self.data, name)}")
         resolve_types(self.data.scenario_types)
@@ -275,6 +277,15 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
 
     model = VisualExpert(cfg.model)
     model.set_normalisation(**stats)
+    # The state readout starts as least squares from the true masks' geometry (first windows, in order).
+    sample = [dataset[j] for j in range(min(len(dataset), cfg.data.readout_windows))]
+    model.fit_readout(
+        [
+            masks_from_segmentation(it["segmentation"], it["states"].shape[1], model.mask_size)
+            for it in sample
+        ],
+        [it["states"] for it in sample],
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ckpts = CheckpointManager(out_dir / "checkpoints")
     clips_manifest = C.Clips(Path(cfg.data.train_dir) / C.DEFAULT_SUBDIR).manifest
