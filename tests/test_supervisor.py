@@ -94,6 +94,13 @@ def test_param_shift_is_seeded_and_moves_every_parameter_the_documented_way():
         shift_params(spec, "lighter", 7)
 
 
+def test_shifted_unlabelled_dataset_validates_with_resimulation(world):
+    from physworld.data.validate import validate
+
+    report = validate(world / "unlabelled", resimulate="all", progress=False)
+    assert report.ok, report.findings
+
+
 def test_split_mark_and_refusals(world, capsys):
     assert dataset_split(world / "unlabelled") == "unlabelled"
     assert dataset_split(world / "labelled") == "labelled"
