@@ -7,7 +7,7 @@ held-out scenario types apart, after a few CPU minutes of training.
    TRAIN_TYPES (difficulty 1-3), a validation set of the same types (another seed), and a held-out set
    of HELDOUT_TYPES (the registry's held-out types but hourglass, whose 25+ grains exceed the slots)
 2. trains configs/visual_expert/quickstart.yaml for --steps steps (one torch thread)
-3. scores the best checkpoint, the tracker and the mean parameters on both sets
+3. scores the best checkpoint, the tracker, zero rotation and the mean parameters on both sets
    (physworld.evaluation.vision.evaluate_visual_expert) and prints a markdown table
 
 Every step resumes: data, the run and metrics already in --work are reused.
@@ -101,19 +101,19 @@ ROWS = [
 def table(results: dict) -> str:
     header = ["metric"]
     for split in results:
-        header += [f"{split}: model", f"{split}: tracker", f"{split}: mean params"]
+        header += [f"{split}: model", f"{split}: tracker", f"{split}: zero rotation", f"{split}: mean params"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, key, fmt in ROWS:
         cells = [label]
         for g in results.values():
-            for who in ("model", "tracker", "mean_params"):
+            for who in ("model", "tracker", "zero_rotation", "mean_params"):
                 v = g[who].get(key)
                 cells.append("-" if v is None else fmt.format(v))
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["bodies matched / shown"]
     for g in results.values():
         c = g["counts"]
-        cells += [f"{c['bodies_matched']} / {c['bodies_present']}", "same", "same"]
+        cells += [f"{c['bodies_matched']} / {c['bodies_present']}", "same", "same", "same"]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -134,6 +134,7 @@ def main() -> None:
     generate(work / "heldout", HELDOUT_TYPES, 8, seed=2)
     print(f"data: {time.perf_counter() - t0:.0f} s")
     run = work / "run"
+    reused = (run / "summary.json").exists()
     t0 = time.perf_counter()
     physworld(
         "train",
@@ -162,7 +163,9 @@ def main() -> None:
     last = [m for m in logged if "loss" in m][-1]
     vals = [m for m in logged if "val_loss" in m]
     print(
-        f"trained {last['step']} steps in {train_seconds:.0f} s wall (train loss {last['loss']:.3f}; "
+        f"trained {last['step']} steps"
+        + (" (the finished run in --work, reused)" if reused else f" in {train_seconds:.0f} s wall")
+        + f" (train loss {last['loss']:.3f}; "
         f"val loss {vals[-1]['val_loss']:.3f}, best {min(v['val_loss'] for v in vals):.3f})\n"
     )
     print(table(results))

@@ -21,7 +21,14 @@ import torch
 
 from physworld.cli import main
 from physworld.data.generate import GenerateConfig, generate
-from physworld.evaluation.families import FAMILIES, checkpoint_family, entry, model_choices, train_recipes
+from physworld.evaluation.families import (
+    FAMILIES,
+    RECIPES,
+    checkpoint_family,
+    entry,
+    model_choices,
+    train_recipes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "physworld"
@@ -138,7 +145,9 @@ def test_every_entry_names_real_files():
         assert entry(name)["name"] == name
         for alias in fam.get("aliases", ()):
             assert entry(alias)["name"] == name
-    assert set(train_recipes()) == {fam["train"] for fam in FAMILIES.values()}
+    assert set(train_recipes()) == {fam["train"] for fam in FAMILIES.values()} | set(RECIPES)
+    for module in RECIPES.values():
+        assert importlib.util.find_spec(module) is not None, module
     assert len(model_choices()) == len(set(model_choices())), "a name or alias is used twice"
     with pytest.raises(ValueError, match="--model must be one of"):
         entry("no-such-family")

@@ -167,7 +167,10 @@ def test_evaluate_vision_scores_model_and_baselines(clips_data, tiny_run, tmp_pa
     assert all_["counts"]["bodies_matched"] > 0 and all_["counts"]["pairs"] > 0
     for key in ("position_error", "velocity_error", "angle_error_rad", "mask_iou", "friction_error"):
         assert all_["model"][key] is not None, key
-    assert all_["mean_params"]["restitution_error"] is not None
+    assert (
+        all_["mean_params"]["restitution_error"] is not None
+        and all_["zero_rotation"]["angle_error_rad"] is not None
+    )
     # the tracker reads true masks: its centroid is within about a pixel (25 world px at 32 x 32) of the centre
     assert all_["tracker"]["position_error"] < 25
     assert all_["tracker"].get("angle_error_rad") is None  # a principal axis gives the angle only modulo pi

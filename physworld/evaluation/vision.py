@@ -12,6 +12,8 @@ Baselines, on the same windows:
   orientation or angular velocity (null). It reads the true segmentation, so its identities and masks
   are perfect: a generous baseline for state, and it has no mask IoU of its own.
 - mean parameters: each physical parameter predicted as its training mean (the model's param_mean).
+- zero rotation: angle 0 (3D: the identity quaternion) and no spin, for orientation and angular
+  velocity, which the tracker cannot see well: in a short window most bodies barely turn.
 
 What is scored: the model's slots are matched to the bodies visible in the window (hungarian_match,
 as in training); state errors are means over (matched body, frame) pairs in which the body is
@@ -149,7 +151,7 @@ def _mean(values: list) -> float | None:
 
 def _summarise(acc: dict) -> dict:
     out = {}
-    for who in ("model", "tracker", "mean_params"):
+    for who in ("model", "tracker", "zero_rotation", "mean_params"):
         out[who] = {k: _mean(v) for k, v in sorted(acc[who].items())}
     out["counts"] = dict(acc["counts"])
     return out
@@ -161,6 +163,7 @@ def _new_acc() -> dict:
     return {
         "model": defaultdict(list),
         "tracker": defaultdict(list),
+        "zero_rotation": defaultdict(list),
         "mean_params": defaultdict(list),
         "counts": {"windows": 0, "bodies_present": 0, "bodies_matched": 0, "bodies_unmatched": 0, "pairs": 0},
     }
@@ -237,6 +240,16 @@ def evaluate_visual_expert(
                 errs = {
                     "model": _state_errors(pred[slot, frames], true, dims),
                     "tracker": _state_errors(track[frames, body], true, dims),
+                }
+                still = np.full_like(true, np.nan)  # no rotation: angle 0 (identity quaternion), spin 0
+                if dims == 2:
+                    still[:, 2], still[:, 5] = 0.0, 0.0
+                else:
+                    still[:, 3:7], still[:, 10:13] = [0.0, 0.0, 0.0, 1.0], 0.0
+                errs["zero_rotation"] = {
+                    k: v
+                    for k, v in _state_errors(still, true, dims).items()
+                    if "angle" in k or "angular" in k
                 }
                 if dims == 2:  # the tracker's angle is a principal axis: only its value modulo pi counts
                     errs["tracker"].pop("angle_error_rad")

@@ -65,6 +65,7 @@ class VisualExpertConfig:
     decoder_layers: int = 2
     dropout: float = 0.0
     mask_downsample: int = 0  # masks are image_size / 2**mask_downsample wide (0: full resolution)
+    position_frequencies: int = 6  # sine/cosine position features of tokens and mask pixels (pi .. pi * 2**5)
 
 
 def state_fields(dims: int) -> tuple[str, ...]:
@@ -98,6 +99,8 @@ def check_config(cfg: VisualExpertConfig) -> None:
         raise ValueError(f"model.mask_downsample must be in [0, model.downsample], got {cfg.mask_downsample}")
     if cfg.dim < 1 or cfg.dim % cfg.heads:
         raise ValueError(f"model.dim {cfg.dim} must be a positive multiple of model.heads {cfg.heads}")
+    if cfg.position_frequencies < 1:
+        raise ValueError(f"model.position_frequencies must be at least 1, got {cfg.position_frequencies}")
     if not cfg.fps > 0:
         raise ValueError(f"model.fps must be positive, got {cfg.fps}")
     if not 0 <= cfg.dropout < 1:
@@ -127,6 +130,15 @@ def mask_geometry(mask_logits: torch.Tensor) -> torch.Tensor:
     else:
         vel = torch.zeros_like(centroid)
     return torch.cat([centroid - 0.5, area, vel * 10.0], -1)
+
+
+def _fourier(coords: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """[2, h, w] coordinates in [0, 1] -> [4 * frequencies, h, w] sines and cosines at pi * 2**i. A dot
+    product of these with a query can peak at one place (a linear function of the coordinates cannot),
+    which is what a slot needs to pick out a body a few pixels wide."""
+    f = math.pi * 2.0 ** torch.arange(frequencies, device=coords.device, dtype=coords.dtype)  # [F]
+    angles = coords[:, None] * f[None, :, None, None]  # [2, F, h, w]
+    return torch.cat([angles.sin(), angles.cos()], 0).flatten(0, 1)
 
 
 class DecoderLayer(nn.Module):
@@ -173,7 +185,8 @@ class VisualExpert(nn.Module):
         # Pixel embeddings the slots' mask embeddings are compared with: the stem's features (pooled to
         # the mask size) plus the token features upsampled, so masks are as sharp as the stem.
         self.pixel_embed = nn.Conv2d(c, d, 1)
-        self.token_pos = nn.Linear(2, d)  # tokens know where they are
+        self.token_pos = nn.Linear(4 * cfg.position_frequencies, d)  # tokens know where they are
+        self.pixel_pos = nn.Linear(4 * cfg.position_frequencies, d)
         self.token_norm = nn.LayerNorm(d)
         self.slot_queries = nn.Parameter(torch.randn(cfg.slots, d) * 0.5)
         self.time_embed = nn.Parameter(torch.randn(cfg.frames, d) * 0.02)
@@ -224,7 +237,8 @@ class VisualExpert(nn.Module):
         feat = self.cnn(stem)  # [B*T, D, h, w]
         _, d, h, w = feat.shape
         coords = _coords(h, w, frames.device)  # [2, h, w]
-        tokens = feat.flatten(2).transpose(1, 2) + self.token_pos(coords.flatten(1).t())  # [B*T, h*w, D]
+        token_pos = self.token_pos(_fourier(coords, cfg.position_frequencies).flatten(1).t())  # [h*w, D]
+        tokens = feat.flatten(2).transpose(1, 2) + token_pos  # [B*T, h*w, D]
         tokens = self.token_norm(tokens)
 
         q = (self.slot_queries[None, None] + self.time_embed[:t, None]).expand(b, t, -1, -1)
@@ -236,7 +250,11 @@ class VisualExpert(nn.Module):
         m = self.mask_size
         if m != hh:
             stem = F.avg_pool2d(stem, hh // m)
+        pixel_pos = self.pixel_pos(
+            _fourier(_coords(m, m, frames.device), cfg.position_frequencies).flatten(1).t()
+        )
         pixels = self.pixel_embed(stem) + F.interpolate(feat, size=(m, m), mode="nearest")  # [B*T, D, m, m]
+        pixels = pixels + pixel_pos.t().reshape(1, d, m, m)
         mask_logits = torch.einsum("nkd,ndp->nkp", self.mask_embed(e), pixels.flatten(2)) / math.sqrt(d)
         h = w = m
         mask_logits = mask_logits.reshape(b, t, cfg.slots, h, w)  # [B, T, K, h, w]
