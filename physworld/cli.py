@@ -59,6 +59,8 @@ def cmd_generate(args) -> int:
         frames_per_scene=args.frames_per_scene,
         difficulty_range=tuple(args.difficulty_range),
         scenes_per_shard=args.scenes_per_shard,
+        param_shift=args.param_shift,
+        split=args.split,
     )
     manifest = generate(
         config,
@@ -410,6 +412,28 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_vision_loop(args) -> int:
+    import torch
+
+    from physworld.evaluation.vision_loop import FILE, run
+
+    torch.set_num_threads(1)
+    result = run(
+        args.visual_expert,
+        args.physics_expert,
+        args.data_dir,
+        args.output_dir,
+        rollout_frames=args.rollout_frames,
+        max_clips=args.max_clips,
+        progress=not args.quiet,
+    )
+    for name, g in result["groups"].items():
+        means = {k: r["mean_over_horizons_px"] for k, r in g["rows"].items()}
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} px" for k, v in means.items()))
+    print(f"-> {Path(args.output_dir) / FILE}")
+    return 0
+
+
 def cmd_evaluate_vision(args) -> int:
     from physworld.evaluation.vision import evaluate_checkpoint
 
@@ -741,6 +765,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also render clips (as render-clips does) into <output-dir>/clips",
     )
+    g.add_argument(
+        "--param-shift",
+        choices=["none", "heavier", "slipperier", "bouncier", "ood"],
+        default="none",
+        help="shift every scene's masses, frictions, elasticities (physworld/worlds/shift.py; ood: all three)",
+    )
+    g.add_argument(
+        "--split",
+        choices=["labelled", "unlabelled"],
+        default="labelled",
+        help="unlabelled: mark the dataset so training refuses to read its labels (data/splits.py)",
+    )
     _clip_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     _ray_flag(g)
@@ -941,6 +977,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evv.add_argument("--quiet", action="store_true")
     evv.set_defaults(func=cmd_evaluate_vision)
+
+    vl = verbs.add_parser(
+        "vision-loop",
+        help="clip -> Visual Expert -> PhysicsExpert rollout, beside the rollout from true states",
+    )
+    vl.add_argument(
+        "--visual-expert", required=True, type=Path, help="a visual-expert or supervisor .safetensors"
+    )
+    vl.add_argument("--physics-expert", required=True, type=Path, help="a physics-expert .safetensors")
+    vl.add_argument("--data-dir", required=True, type=Path, help="a 2D dataset with clips")
+    vl.add_argument(
+        "--output-dir",
+        required=True,
+        type=Path,
+        output="dir",
+        help="an evaluation directory: vision_loop.json",
+    )
+    vl.add_argument(
+        "--rollout-frames", type=int, default=8, low=1, high=MAX_FRAMES, help="clip frames to roll"
+    )
+    vl.add_argument("--max-clips", type=int, default=None, low=1, high=10_000_000)
+    vl.add_argument("--quiet", action="store_true")
+    vl.set_defaults(func=cmd_vision_loop)
 
     ex = verbs.add_parser(
         "export", help="a model's per-step network as ONNX (optionally static int8) for onnxruntime"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from physworld.data.splits import check_split_name
 from physworld.data.store import (
     FORMAT_VERSION,
     MANIFEST,
@@ -34,6 +35,7 @@ from physworld.fileio import atomic_write_bytes, atomic_write_json, remove_stale
 from physworld.worlds.bullet import ENGINE_3D
 from physworld.worlds.engine import ENGINE, simulate
 from physworld.worlds.registry import CATEGORY_OF, DIFFICULTIES, dims_of, make_spec, resolve_types
+from physworld.worlds.shift import check_shift, shift_params
 
 CONFIG = "generation.json"  # written first: identifies the dataset a directory is being filled with
 
@@ -46,9 +48,17 @@ class GenerateConfig:
     frames_per_scene: int = 200
     difficulty_range: tuple[int, int] = (1, 5)
     scenes_per_shard: int = 64
+    param_shift: str = "none"  # worlds/shift.py: none, heavier, slipperier, bouncier, ood
+    split: str = "labelled"  # data/splits.py: "unlabelled" marks scenes whose labels a fine-tune may not read
 
     def __post_init__(self):
         object.__setattr__(self, "scenario_types", tuple(resolve_types(self.scenario_types)))
+        check_shift(self.param_shift)
+        check_split_name(self.split, "--split")
+        if self.param_shift != "none" and self.dims != 2:
+            raise ValueError(
+                "--param-shift applies to 2D scenario types only (3D bodies use named materials)"
+            )
         by_dims = {d: [t for t in self.scenario_types if dims_of(t) == d] for d in (2, 3)}
         if by_dims[2] and by_dims[3]:
             raise ValueError(
@@ -83,6 +93,9 @@ class GenerateConfig:
         if self.dims == 3:  # 2D configs stay exactly as before, so existing runs still resume
             d["engine"] = ENGINE_3D
             d["dims"] = 3
+        for key, default in (("param_shift", "none"), ("split", "labelled")):  # the same for these two
+            if d[key] == default:
+                del d[key]
         return d
 
     @property
@@ -113,8 +126,10 @@ def scene_plan(config: GenerateConfig, scene_id: int) -> tuple[str, int, int]:
     return scenario_type, difficulty, scene_seed(config.seed, scenario_type, i)
 
 
-def make_record(scene_id: int, scenario_type: str, difficulty: int, seed: int, frames: int) -> dict:
-    spec = make_spec(scenario_type, difficulty, seed)
+def make_record(
+    scene_id: int, scenario_type: str, difficulty: int, seed: int, frames: int, param_shift: str = "none"
+) -> dict:
+    spec = shift_params(make_spec(scenario_type, difficulty, seed), param_shift, seed)
     run = simulate(spec, frames)
     return {
         "scene_id": scene_id,
@@ -146,7 +161,9 @@ def _shard_done(config: GenerateConfig, k: int, root: Path, fmt: str) -> bool:
 def shard_payload(config: GenerateConfig, k: int) -> bytes:
     """The bytes of Parquet shard k: a function of the config and k alone, wherever it runs."""
     ids = shard_scene_ids(config, k)
-    return shard_bytes([make_record(i, *scene_plan(config, i), config.frames_per_scene) for i in ids])
+    return shard_bytes(
+        [make_record(i, *scene_plan(config, i), config.frames_per_scene, config.param_shift) for i in ids]
+    )
 
 
 def build_shard(config: GenerateConfig, k: int, root: Path, fmt: str = "parquet") -> int:
@@ -164,7 +181,8 @@ def build_shard(config: GenerateConfig, k: int, root: Path, fmt: str = "parquet"
         scenario_type, difficulty, seed = scene_plan(config, i)
         if not jsonl_path(root, scenario_type, i).exists():
             written = write_scene_file(
-                make_record(i, scenario_type, difficulty, seed, config.frames_per_scene), root
+                make_record(i, scenario_type, difficulty, seed, config.frames_per_scene, config.param_shift),
+                root,
             )
             assert written == jsonl_path(root, scenario_type, i), written
     return len(ids)

@@ -155,9 +155,11 @@ def _events_problem(events: dict, num_frames: int, num_bodies: int) -> str | Non
     return None
 
 
-def check_determinism(record: dict, where: str) -> list[Finding]:
-    """Re-simulate a scene and compare bit for bit; the first differing frame and body located."""
+def check_determinism(record: dict, where: str, param_shift: str = "none") -> list[Finding]:
+    """Re-simulate a scene and compare bit for bit; the first differing frame and body located.
+    `param_shift`: the dataset's generate --param-shift, applied to the spec rebuilt from the seed."""
     from physworld.worlds.registry import ALL_SCENARIOS, make_spec
+    from physworld.worlds.shift import shift_params
 
     sid, st = record["scene_id"], record["scenario_type"]
     spec = record["spec"]
@@ -168,7 +170,9 @@ def check_determinism(record: dict, where: str) -> list[Finding]:
     out = []
     if st in ALL_SCENARIOS:
         try:
-            fresh_spec = make_spec(st, record["difficulty"], record["seed"])
+            fresh_spec = shift_params(
+                make_spec(st, record["difficulty"], record["seed"]), param_shift, record["seed"]
+            )
         except Exception as e:  # a damaged row can hold anything; report it, keep going
             return [Finding("determinism", f"cannot rebuild the spec from its seed: {e}", where, sid, st)]
         if _canonical(fresh_spec) != _canonical(spec):
@@ -296,6 +300,7 @@ def _check_scenes(
     expected_ids: set[int] | None,
     progress: bool,
     total: int | None = None,
+    param_shift: str = "none",
 ) -> None:
     """Shared by both layouts: `scenes` yields (where, record) or (where, Finding); `total` is the
     number of scenes the layout promises, for the progress bar."""
@@ -336,13 +341,13 @@ def _check_scenes(
                 report.add(f)
         ids_by_type[st].append(sid)
         if resimulate == "all":
-            for f in check_determinism(record, where):
+            for f in check_determinism(record, where, param_shift):
                 report.add(f)
         elif resimulate == "sample" and len(ids_by_type[st]) <= sample_per_type:
             pending.append((where, record))
     bar.close()
     for where, record in pending:
-        for f in check_determinism(record, where):
+        for f in check_determinism(record, where, param_shift):
             report.add(f)
     if expected_ids is not None:
         missing = sorted(expected_ids - set(seen_ids))
@@ -371,7 +376,9 @@ def _generation_config(config, report: Report, file: str):
     if not isinstance(config, dict) or not any(k in config for k in fields):
         return None  # imported scenes, a model's predictions: no plan to check against
     try:
-        values = {k: config[k] for k in fields}
+        optional = ("param_shift", "split")  # written only when not the default
+        values = {k: config[k] for k in fields if k not in optional}
+        values.update({k: config[k] for k in optional if k in config})
         bad = [
             k
             for k in ("num_scenes_per_type", "seed", "frames_per_scene", "scenes_per_shard")
@@ -653,6 +660,7 @@ def validate_store(root: Path, report: Report, **kw) -> None:
         frames,
         expected_ids=expected,
         total=manifest["num_scenes"],
+        param_shift=gen.param_shift if gen is not None else "none",
         **kw,
     )
 
@@ -767,6 +775,7 @@ def validate_jsonl(root: Path, report: Report, **kw) -> None:
         frames,
         expected_ids=expected,
         total=len(files),
+        param_shift=gen.param_shift if gen is not None else "none",
         **kw,
     )
 

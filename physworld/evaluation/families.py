@@ -138,6 +138,7 @@ RECIPES: dict[str, str] = {
     "captioner": "physworld.recipes.captioner",
     "scene-parser": "physworld.recipes.scene_parser",
     "visual-expert": "physworld.recipes.visual_expert",
+    "supervisor": "physworld.recipes.supervisor",
 }
 
 

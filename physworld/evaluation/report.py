@@ -52,6 +52,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from physworld.evaluation import vision_report
+
 FORMAT = "physworld-metrics"
 FORMAT_VERSION = 1
 
@@ -844,6 +846,12 @@ SECTIONS: list[dict] = [
     {"id": "orientation", "title": "Orientation and velocities (3D)", "nav": "Orientation",
      "template": "orientation.html.j2", "values": lambda ev: _orientation(ev)},
     {"id": "gifs", "title": "Comparison GIFs", "nav": "GIFs", "template": "gifs.html.j2", "values": _gifs},
+    # evaluation/vision_report.py: from vision_loop.json and supervisor_ood.json beside metrics.json
+    {"id": "vision-loop", "title": "Vision in the loop", "nav": "Vision loop", "template": "tables.html.j2",
+     "values": lambda ev: vision_report.vision_loop_values(ev.path)},
+    {"id": "ood", "title": "Out of distribution: the Supervisor's fine-tune", "nav": "OOD",
+     "template": "tables.html.j2",
+     "values": lambda ev: vision_report.ood_values(ev.path)},
 ]  # fmt: skip
 
 
