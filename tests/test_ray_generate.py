@@ -36,6 +36,12 @@ def two_node_cluster():
     finally:
         os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
     try:
+        # `ray start` says "started" before the node is registered and has a worker: on a loaded machine
+        # the head could then run every shard alone. One task pinned to each node first.
+        connect(address)
+        ready = ray.remote(num_cpus=1)(lambda: ray.get_runtime_context().get_node_id())
+        nodes = ray.get([ready.options(resources={f"node_{i}": 1}).remote() for i in range(2)], timeout=120)
+        assert len(set(nodes)) == 2, nodes
         yield address
     finally:
         if ray.is_initialized():
