@@ -453,13 +453,24 @@ def load_model(checkpoint) -> tuple[PhysicsExpert, dict]:
 
 @torch.no_grad()
 def model_rollouts(
-    model: PhysicsExpert, scenes: list[dict], context: int, rollout: int, batch_size: int = 64
+    model: nn.Module,
+    scenes: list[dict],
+    context: int,
+    rollout: int,
+    batch_size: int = 64,
+    integrate_fn=None,
+    arrays_of=None,
 ) -> list[np.ndarray]:
     """Roll a PhysicsExpert out on many scenes at once: each step is one batched forward pass over
     every scene, fed the model's own previous predictions (positions, angles and velocities).
-    Kinematic (scripted) bodies follow their ground truth: their motion is an input to the scene."""
+    Kinematic (scripted) bodies follow their ground truth: their motion is an input to the scene.
+    The 3D learned simulator rolls out through here too, with its integrator (`integrate_fn`) and its
+    per-scene arrays (`arrays_of`, computed once per scene rather than once per step)."""
     from physworld.data import windows
     from physworld.models.rollout_utils import kinematic_mask
+
+    integrate_fn = integrate if integrate_fn is None else integrate_fn
+    arrays_of = windows.scene_arrays if arrays_of is None else arrays_of
 
     k = model.config.history
     if context < 1:
@@ -468,20 +479,21 @@ def model_rollouts(
     preds = []
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start : start + batch_size]
+        arrays = [arrays_of(s["spec"]) for s in chunk]
         pred = [np.empty((context + rollout, *s["states"].shape[1:]), dtype=np.float32) for s in chunk]
         for p, s in zip(pred, chunk, strict=True):
             p[:context] = s["states"][:context]
         kin = [kinematic_mask(s["spec"]) for s in chunk]
         for t in range(context - 1, context + rollout - 1):
             samples = []
-            for p, s in zip(pred, chunk, strict=True):
+            for p, s, a in zip(pred, chunk, arrays, strict=True):
                 # The last k frames, repeating the first when the context is shorter than the history.
                 idx = np.clip(np.arange(t - k + 1, t + 1), 0, None)
-                samples.append(windows.graph_from_scene(s["spec"], p[idx]))
+                samples.append(windows.graph_from_scene(s["spec"], p[idx], arrays=a))
             batch = windows.collate_graphs(samples)
             accel = model.accelerations(batch)
             state = batch["history"][:, -1]
-            nxt = integrate(
+            nxt = integrate_fn(
                 state, accel, batch["dt"][batch["batch"]], batch["substeps"][batch["batch"]]
             ).numpy()
             offset = 0

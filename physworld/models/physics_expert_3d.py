@@ -385,50 +385,24 @@ def check_3d_scenes(scenes: list[dict]) -> None:
         )
 
 
-@torch.no_grad()
 def model_rollouts(
     model: PhysicsExpert3D, scenes: list[dict], context: int, rollout: int, batch_size: int = 64
 ) -> list[np.ndarray]:
-    """Roll a PhysicsExpert3D out on many 3D scenes at once: each step is one batched forward pass
-    over every scene, fed the model's own previous predictions. Kinematic bodies follow their truth."""
-    from physworld.data import windows
-    from physworld.models.rollout_utils import kinematic_mask
+    """Roll a PhysicsExpert3D out on many 3D scenes at once: the 2D PhysicsExpert's batched rollout
+    (one forward pass per step over every scene, fed its own predictions, kinematic bodies on their
+    truth) with the 3D integrator and the 3D scene arrays."""
+    from physworld.models import physics_expert
 
     check_3d_scenes(scenes)
-    k = model.config.history
-    if context < 1:
-        raise ValueError("--context-frames must be at least 1")
-    model.eval()
-    preds = []
-    for start in range(0, len(scenes), batch_size):
-        chunk = scenes[start : start + batch_size]
-        arrays = [windows3d.scene_arrays_3d(s["spec"]) for s in chunk]
-        pred = [np.empty((context + rollout, *s["states"].shape[1:]), dtype=np.float32) for s in chunk]
-        for p, s in zip(pred, chunk, strict=True):
-            p[:context] = s["states"][:context]
-        kin = [kinematic_mask(s["spec"]) for s in chunk]
-        for t in range(context - 1, context + rollout - 1):
-            samples = []
-            for p, s, a in zip(pred, chunk, arrays, strict=True):
-                # The last k frames, repeating the first when the context is shorter than the history.
-                idx = np.clip(np.arange(t - k + 1, t + 1), 0, None)
-                samples.append(windows.graph_from_scene(s["spec"], p[idx], arrays=a))
-            batch = windows.collate_graphs(samples)
-            graph_of = batch["batch"]
-            nxt = integrate_3d(
-                batch["history"][:, -1],
-                model.accelerations(batch),
-                batch["dt"][graph_of],
-                batch["substeps"][graph_of],
-            ).numpy()
-            offset = 0
-            for p, s, km in zip(pred, chunk, kin, strict=True):
-                n = p.shape[1]
-                p[t + 1] = nxt[offset : offset + n]
-                p[t + 1, km] = s["states"][t + 1, km]
-                offset += n
-        preds.extend(pred)
-    return preds
+    return physics_expert.model_rollouts(
+        model,
+        scenes,
+        context,
+        rollout,
+        batch_size,
+        integrate_fn=integrate_3d,
+        arrays_of=windows3d.scene_arrays_3d,
+    )
 
 
 def load_predictor(checkpoint):
