@@ -16,6 +16,9 @@ The loop is written out here, top to bottom:
 
 Resuming restores model, optimizer, RNG states and the data position (epoch, sample), so a run killed
 at any moment ends with the same weights, bit for bit on CPU, as one never interrupted.
+
+train.device (cpu | cuda | auto): the model, its losses and the batches go there; the Hungarian
+matching stays on CPU (scipy; one copy of the outputs per batch), checkpoints hold CPU tensors.
 """
 
 from __future__ import annotations
@@ -326,7 +329,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    set_deterministic(cfg.train.deterministic)
+    # On a GPU a kernel without a deterministic version warns instead of stopping the run.
+    set_deterministic(cfg.train.deterministic, warn_only=device.type != "cpu")
 
     dataset = load_windows(cfg.data.train_dir, cfg, cfg.data.window_stride, progress=progress)
     train_types = sorted({dataset.labels["scenario_types"][i] for i, _ in dataset.windows})
