@@ -243,6 +243,14 @@ def test_bad_input_is_one_line_and_exit_2(clips_data, tiny_run, tmp_path, capsys
         )
     )
     cases.append((["evaluate-vision", "--checkpoint", ckpt, "--data-dir", str(tmp_path)], "no clips there"))
+    train_tiny = ["train", "visual-expert", "--config", str(TINY_YAML), f"data.train_dir={clips_data}"]
+    cases.append(
+        ([*train_tiny, f"train.output_dir={tmp_path / 'r3'}", "train.device=gpu"], "train.device must be")
+    )
+    if not torch.cuda.is_available():
+        cases.append(
+            ([*train_tiny, f"train.output_dir={tmp_path / 'r4'}", "train.device=cuda"], "no CUDA device")
+        )
     for argv, message in cases:
         capsys.readouterr()
         assert (

@@ -190,7 +190,8 @@ def evaluate_visual_expert(
     )
     windows = ClipWindows(labels, cfg.frames, cfg.frames, max_clips=max_clips)
     fps = float(labels["meta"]["clip"]["fps"])
-    param_mean = model.param_mean.numpy().astype(np.float64)
+    param_mean = model.param_mean.cpu().numpy().astype(np.float64)
+    device = next(model.parameters()).device  # the model may sit on a GPU; scoring runs on CPU
     groups: dict[str, dict] = {}
 
     def accs(scenario_type: str) -> list[dict]:
@@ -204,7 +205,7 @@ def evaluate_visual_expert(
     )
     for start in range(0, len(windows), batch_size):
         batch = collate_windows([windows[j] for j in range(start, min(start + batch_size, len(windows)))])
-        out = model(batch["frames"])
+        out = {k: v.cpu() for k, v in model(batch["frames"].to(device)).items()}
         masks = [
             masks_from_segmentation(s, st.shape[1], model.mask_size)
             for s, st in zip(batch["segmentation"], batch["states"], strict=True)

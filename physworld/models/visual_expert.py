@@ -368,9 +368,10 @@ def hungarian_match(
     from scipy.optimize import linear_sum_assignment
 
     w_mask, w_pos, w_exist = weights
-    pred_masks = torch.sigmoid(outputs["mask_logits"].float())  # [B, T, K, h, w]
-    pred_state = outputs["state"].float()  # [B, K, T, S]
-    exist = torch.sigmoid(outputs["exist_logit"].float())  # [B, K]
+    # One copy to CPU for the whole batch (scipy matches there; per-clip copies from a GPU would each sync).
+    pred_masks = torch.sigmoid(outputs["mask_logits"].detach().float()).cpu()  # [B, T, K, h, w]
+    pred_state = outputs["state"].detach().float().cpu()  # [B, K, T, S]
+    exist = torch.sigmoid(outputs["exist_logit"].detach().float()).cpu()  # [B, K]
     b, _, k = pred_masks.shape[:3]
     dims = 2 if pred_state.shape[-1] == 6 else 3
     pos = position_slice(dims)

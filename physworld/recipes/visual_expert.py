@@ -16,10 +16,14 @@ The loop is written out here, top to bottom:
 
 Resuming restores model, optimizer, RNG states and the data position (epoch, sample), so a run killed
 at any moment ends with the same weights, bit for bit on CPU, as one never interrupted.
+
+train.device (cpu | cuda | auto): the model, its losses and the batches go there; the Hungarian
+matching stays on CPU (scipy; one copy of the outputs per batch), checkpoints hold CPU tensors.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +73,21 @@ class DataConfig:
     window_stride: int = 4  # clip frames between the starts of two training windows of one clip
     val_windows: int = 64  # validation windows scored each evaluation (the first ones, in order)
     readout_windows: int = 256  # training windows the state readout's least-squares start is fitted on
+    num_workers: int = (
+        0  # DataLoader worker processes; 0 reads in the loop (windows are memory-mapped arrays)
+    )
+
+
+@dataclass
+class VisionTrainConfig(TrainConfig):
+    # cpu | cuda | auto (cuda when available). Checkpoints hold CPU tensors either way; bit-identical
+    # resume is promised on CPU only (CUDA kernels are not all deterministic).
+    device: str = "cpu"
+
+    def validate(self):
+        super().validate()
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"train.device must be cpu, cuda or auto, got {self.device!r}")
 
 
 @dataclass
@@ -86,7 +105,7 @@ class LossConfig:
 @dataclass
 class RecipeConfig:
     data: DataConfig
-    train: TrainConfig
+    train: VisionTrainConfig
     model: VisualExpertConfig = field(default_factory=VisualExpertConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -95,6 +114,8 @@ class RecipeConfig:
         for name in ("batch_size", "window_stride", "val_windows", "readout_windows"):
             if getattr(self.data, name) < 1:
                 raise ValueError(f"data.{name} must be at least 1, got {getattr(self.data, name)}")
+        if self.data.num_workers < 0:
+            raise ValueError(f"data.num_workers must be at least 0, got {self.data.num_workers}")
         resolve_types(self.data.scenario_types)
         check_config(self.model)
         if self.train.curriculum_stages:
@@ -141,7 +162,7 @@ def normalisation(windows: ClipWindows, dims: int) -> dict:
     }
 
 
-def batches(dataset: ClipWindows, batch_size: int, seed: int, position: dict):
+def batches(dataset: ClipWindows, batch_size: int, seed: int, position: dict, num_workers: int = 0):
     """Endless batches in a fixed order by (seed, epoch, sample); `position` advances as they are taken."""
     if len(dataset) < batch_size:
         raise ValueError(
@@ -154,12 +175,49 @@ def batches(dataset: ClipWindows, batch_size: int, seed: int, position: dict):
             dataset,
             batch_sampler=torch.utils.data.BatchSampler(sampler, batch_size, drop_last=True),
             collate_fn=collate_windows,
+            num_workers=num_workers,
         )
         for batch in loader:
             position["sample"] += batch_size
             yield batch
         position["epoch"] += 1
         position["sample"] = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """train.device as a torch.device; cuda asked for and absent is one line."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "train.device=cuda: torch sees no CUDA device (a CPU build of torch, or no GPU); "
+            "use train.device=cpu or auto"
+        )
+    return torch.device(name)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors (and lists of per-clip tensors) on `device`; everything else as it is."""
+
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return v.to(device, non_blocking=True)
+        if isinstance(v, list) and v and isinstance(v[0], torch.Tensor):
+            return [t.to(device, non_blocking=True) for t in v]
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+def step_losses(model: VisualExpert, batch: dict, w: LossConfig, device: torch.device):
+    """(outputs, losses) of one CPU batch: the Hungarian matching runs on CPU (scipy), the model and
+    the losses on `device`."""
+    out = model(batch["frames"].to(device, non_blocking=True))
+    masks = targets(model, batch)  # on CPU, from the CPU batch
+    matches = match(model, out, batch, masks, w)
+    if device.type != "cpu":
+        batch, masks = to_device(batch, device), [m.to(device, non_blocking=True) for m in masks]
+    return out, compute_losses(model, out, batch, masks, matches, w)
 
 
 # ---------------------------------------------------------------- losses
@@ -236,18 +294,25 @@ def compute_losses(
 
 
 @torch.no_grad()
-def validate(model: VisualExpert, val_batches: list, w: LossConfig) -> dict:
+def validate(
+    model: VisualExpert, val_batches: list, w: LossConfig, device: str | torch.device = "cpu"
+) -> dict:
     """Mean validation loss and the matched bodies' position error in world units."""
     model.eval()
     total, err, count = 0.0, 0.0, 0
     pos = slice(0, model.config.dims)
     for batch in val_batches:
-        out = model(batch["frames"])
+        out = model(batch["frames"].to(device))
         masks = targets(model, batch)
         matches = match(model, out, batch, masks, w)
-        total += float(compute_losses(model, out, batch, masks, matches, w)["total"])
+        total += float(
+            compute_losses(model, out, to_device(batch, device), [m.to(device) for m in masks], matches, w)[
+                "total"
+            ]
+        )
+        state = out["state"].cpu()
         for b, (slots, bodies) in enumerate(matches):
-            d = out["state"][b, slots][..., pos] - batch["states"][b][:, bodies].transpose(0, 1)[..., pos]
+            d = state[b, slots][..., pos] - batch["states"][b][:, bodies].transpose(0, 1)[..., pos]
             err += float(d.norm(dim=-1).sum())
             count += d.shape[0] * d.shape[1]
     model.train()
@@ -262,8 +327,10 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     check_output_path(out_dir, "train.output_dir")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    set_deterministic(cfg.train.deterministic)
+    # On a GPU a kernel without a deterministic version warns instead of stopping the run.
+    set_deterministic(cfg.train.deterministic, warn_only=device.type != "cpu")
 
     dataset = load_windows(cfg.data.train_dir, cfg, cfg.data.window_stride, progress=progress)
     train_types = sorted({dataset.labels["scenario_types"][i] for i, _ in dataset.windows})
@@ -286,6 +353,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         ],
         [it["states"] for it in sample],
     )
+    model.to(device)  # after the CPU least-squares start; the optimizer is built on the moved weights
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ckpts = CheckpointManager(out_dir / "checkpoints")
     clips_manifest = C.Clips(Path(cfg.data.train_dir) / C.DEFAULT_SUBDIR).manifest
@@ -319,9 +387,13 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
     remove_stale_temporaries(ckpts.directory)
+    tensorboard = cfg.train.tensorboard
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        print("note: the tensorboard package is absent; TensorBoard scalars are off (metrics.jsonl has them)")
+        tensorboard = False
     logger = MetricLogger(
         out_dir,
-        tensorboard=cfg.train.tensorboard,
+        tensorboard=tensorboard,
         wandb_project=cfg.train.wandb_project,
         wandb_config=config_to_dict(cfg),
         resume_step=step if resumed is not None else None,
@@ -335,7 +407,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
         else:
             ckpts.save_best(metric, model=model, optimizer=optimizer, extra=extra)
 
-    stream = batches(dataset, cfg.data.batch_size, cfg.train.seed, position)
+    stream = batches(dataset, cfg.data.batch_size, cfg.train.seed, position, cfg.data.num_workers)
     bar = (
         progress_bar(total=cfg.train.max_steps, initial=step, desc="train visual-expert")
         if progress
@@ -349,10 +421,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
             loss_total, parts_total = 0.0, {}
             for _ in range(cfg.optim.grad_accum):
                 batch = next(stream)
-                out = model(batch["frames"])
-                masks = targets(model, batch)
-                matches = match(model, out, batch, masks, cfg.loss)
-                parts = compute_losses(model, out, batch, masks, matches, cfg.loss)
+                _, parts = step_losses(model, batch, cfg.loss, device)
                 (parts["total"] / cfg.optim.grad_accum).backward()
                 loss_total += float(parts["total"].detach()) / cfg.optim.grad_accum
                 for k, v in parts.items():
@@ -386,7 +455,7 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
                 )
                 t_last, windows_since = now, 0
             if val_batches and (step % cfg.train.eval_every == 0 or step == cfg.train.max_steps):
-                metrics = validate(model, val_batches, cfg.loss)
+                metrics = validate(model, val_batches, cfg.loss, device)
                 logger.log(step, **metrics)
                 if metrics["val_loss"] < best:
                     best = metrics["val_loss"]
