@@ -161,7 +161,11 @@ def render_clip_2d(record: dict, config: ClipConfig) -> dict:
     rgb[:] = np.asarray(BACKGROUND, dtype=np.uint8)
     rgb[:, pad : pad + inner] = rgb_in
     seg = np.zeros((t_len, res, res), dtype=np.uint16)
-    seg[:, pad : pad + inner] = np.where(mask_in == MASK_STATIC, SEG_STATIC, mask_in).astype(np.uint16)
+    # int16 masks (-1 static) to uint16 labels: cast first, then mark static, since SEG_STATIC does not
+    # fit in int16 (numpy 2.5 raises where 2.4 wrapped it round silently)
+    seg_in = mask_in.astype(np.uint16)
+    seg_in[mask_in == MASK_STATIC] = SEG_STATIC
+    seg[:, pad : pad + inner] = seg_in
 
     # Forward flow: a body pixel's centre, as a world point, moves with its body's rigid motion
     # from clip frame t to t + 1 (rotation by the angle change about the centre of mass, then the

@@ -159,7 +159,11 @@ def render_rgb_seg(spec: dict, states: np.ndarray, resolution: int) -> tuple[np.
     rgb[:] = np.asarray(BACKGROUND, dtype=np.uint8)
     rgb[:, pad : pad + inner] = rgb_in
     seg = np.zeros((t_len, resolution, resolution), dtype=np.uint16)
-    seg[:, pad : pad + inner] = np.where(mask_in == MASK_STATIC, SEG_STATIC, mask_in).astype(np.uint16)
+    # int16 masks (-1 static) to uint16 labels: cast first, then mark static, since SEG_STATIC does not
+    # fit in int16 (numpy 2.5 raises where 2.4 wrapped it round silently)
+    seg_in = mask_in.astype(np.uint16)
+    seg_in[mask_in == MASK_STATIC] = SEG_STATIC
+    seg[:, pad : pad + inner] = seg_in
     return rgb, seg
 
 
