@@ -1,7 +1,8 @@
 """ONNX export: onnxruntime fp32 and static int8 against torch eager, per step and in rollouts.
 
-For each family (physics-expert, ssm, visual-expert; --families picks): its quickstart preset trains --steps
-steps on a generated dataset (the Visual Expert: the same scenes as 64 x 64 clips), `physworld export --int8`
+For each family (physics-expert, physics-expert-3d, ssm, visual-expert; --families picks): its quickstart preset
+trains --steps steps on a generated dataset (the Visual Expert: the same scenes as 64 x 64 clips; the 3D
+PhysicsExpert: PyBullet scenes of the seen 3D types), `physworld export --int8`
 writes model.onnx and model.int8.onnx (calibrated on the training scenes), then, in one process with torch
 threads and ORT intra-op threads both 1:
 
@@ -11,14 +12,14 @@ threads and ORT intra-op threads both 1:
             interleaved, median ms per call and the ratios
   error     max and mean abs error of fp32 and int8 step outputs against torch on the validation batches
             (never seen by calibration), beside the largest |output|
-  rollout   mean position error (px) against the ground truth over --rollout-frames predicted frames of
+  rollout   mean position error (px; 3D: m) against the ground truth over --rollout-frames predicted frames of
             the validation scenes for torch, ORT fp32 and ORT int8: does int8 cost accuracy that matters?
             (not for the Visual Expert, which reads states from clips; its error rows are its state output)
 
 Prints markdown tables. Every step resumes: data, runs and exports in --work are reused.
 
     python bench/bench_export.py [--work /tmp/physworld-bench-export] [--steps 300] [--repeats 30]
-                                 [--families physics-expert ssm visual-expert]
+                                 [--families physics-expert physics-expert-3d ssm visual-expert]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_TYPES = ["billiards", "tower", "pendulum", "explosion", "chain"]
 FAMILIES = {
     "physics-expert": "configs/physics_expert/quickstart.yaml",
+    "physics-expert-3d": "configs/physics_expert_3d/quickstart.yaml",
     "ssm": "configs/ssm/quickstart.yaml",
     "visual-expert": "configs/visual_expert/quickstart.yaml",
 }
@@ -53,8 +55,12 @@ CLIPS = [
 ]
 
 
+# The 3D PhysicsExpert reads PyBullet datasets: the seen 3D types, fewer and shorter scenes (3D generation is slower).
+TRAIN_TYPES_3D = ["seen3d"]
+
+
 def data_dir(work: Path, name: str, split: str) -> Path:
-    return work / (f"vis_{split}" if name == "visual-expert" else split)
+    return work / {"visual-expert": f"vis_{split}", "physics-expert-3d": f"{split}3d"}.get(name, split)
 
 
 def physworld(*args: str) -> None:
@@ -63,7 +69,23 @@ def physworld(*args: str) -> None:
 
 def prepare(work: Path, steps: int, families: list[str]) -> None:
     for split, scenes, seed in (("train", "6", "0"), ("val", "8", "1")):
-        for clips in sorted({name == "visual-expert" for name in families}):
+        out = data_dir(work, "physics-expert-3d", split)
+        if "physics-expert-3d" in families and not (out / "manifest.json").exists():
+            physworld(
+                "generate",
+                "--output-dir",
+                str(out),
+                "--scenario-types",
+                *TRAIN_TYPES_3D,
+                "--num-scenes-per-type",
+                {"train": "3", "val": "2"}[split],
+                "--frames-per-scene",
+                "48",
+                "--seed",
+                seed,
+                "--quiet",
+            )
+        for clips in sorted({name == "visual-expert" for name in families if name != "physics-expert-3d"}):
             out = data_dir(work, "visual-expert" if clips else "physics-expert", split)
             if (out / ("clips" if clips else ".") / "manifest.json").exists():
                 continue
@@ -173,7 +195,8 @@ def bench_family(name: str, work: Path, repeats: int, rollout_frames: int) -> tu
 
     if name == "visual-expert":  # no rollout: it reads clips into states, it does not step them
         return speed_rows, error_rows, []
-    ds = Dataset(work / "val")
+    ds = Dataset(data_dir(work, name, "val"))
+    position = slice(0, 3) if name == "physics-expert-3d" else slice(0, 2)
     scenes = ds.scenes(sorted(ds.scene_ids))
     context = 10
     rollouts = {"torch": load_predictor(name, work / "runs" / name / "checkpoints" / "latest.safetensors")[0]}
@@ -190,7 +213,8 @@ def bench_family(name: str, work: Path, repeats: int, rollout_frames: int) -> tu
         err = np.mean(
             [
                 np.linalg.norm(
-                    p[context:, :, :2] - s["states"][context : context + rollout_frames, :, :2], axis=-1
+                    p[context:, :, position] - s["states"][context : context + rollout_frames, :, position],
+                    axis=-1,
                 ).mean()
                 for p, s in zip(preds[label], scenes, strict=True)
             ]
@@ -250,9 +274,9 @@ def main() -> None:
     print()
     print(
         table(
-            ["family", "rollout by", "mean pos err (px)", "max abs diff vs torch", "seconds"],
+            ["family", "rollout by", "mean pos err (px; 3D: m)", "max abs diff vs torch", "seconds"],
             rollouts,
-            ["{}", "{}", "{:.2f}", "{:.2e}", "{:.2f}"],
+            ["{}", "{}", "{:.4g}", "{:.2e}", "{:.2f}"],
         )
     )
 

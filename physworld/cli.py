@@ -1004,7 +1004,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = verbs.add_parser(
         "export", help="a model's per-step network as ONNX (optionally static int8) for onnxruntime"
     )
-    ex.add_argument("--model", required=True, choices=["physics-expert", "ssm", "visual-expert"])
+    ex.add_argument(
+        "--model", required=True, choices=["physics-expert", "physics-expert-3d", "ssm", "visual-expert"]
+    )
     ex.add_argument("--checkpoint", required=True, type=Path)
     ex.add_argument("--output-dir", required=True, type=Path, output="dir")
     ex.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ)")

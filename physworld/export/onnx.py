@@ -15,7 +15,10 @@ The PhysicsExpert's step is its encode-process-decode on the graph `build_graph`
 edge and world-edge features with the receiver/sender/world-body indices; output: normalised
 accelerations [bodies, 3]). The state-space model's step is `PhysicsSSM.step` after `_inputs`: body
 rows' frame encodings, the body-mixing edges, the physics features and the ballistic acceleration, with
-each Mamba layer's (conv window, scan state) cache in and out.
+each Mamba layer's (conv window, scan state) cache in and out. The 3D PhysicsExpert's step is the same
+encode-process-decode on its 3D graph (features from `build_graph` and `node_features` with the last frame's
+rotations; output: normalised linear and angular accelerations [bodies, 6]); its feeds come from a 3D
+dataset's scenes.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def physics_expert_batches(model, data_dir, max_batches: int, batch_graphs: int)
     k = model.config.history
     samples, made = [], 0
     for scene in _scenes(ds):
-        arrays = windows.scene_arrays(scene["spec"])
+        arrays = windows.layout(windows.spec_dims(scene["spec"]))["scene_arrays"](scene["spec"])  # 2D or 3D
         for t in range(k - 1, scene["states"].shape[0] - 1, k):
             samples.append(
                 windows.graph_from_scene(scene["spec"], scene["states"][t - k + 1 : t + 1], arrays=arrays)
@@ -164,6 +167,54 @@ def physics_expert_network(model) -> dict:
         "example": example,
         "feeds": physics_expert_feeds,
     }
+
+
+# ---------------------------------------------------------------- the 3D PhysicsExpert's step
+# The same encode-process-decode as in 2D (PhysicsExpertStep runs it unchanged): only the feature widths
+# differ, and the graph is built from the rotations of the last frame's quaternions.
+
+
+def physics_expert_3d_inputs(model, batch: dict) -> dict[str, np.ndarray]:
+    """A collated 3D graph batch -> the exported step's feeds (what PhysicsExpert3D.forward builds first)."""
+    with torch.no_grad():
+        rot = model.rotations(batch)
+        graph = model.build_graph(batch, rot)
+        node_features = model.node_features(batch, rot)
+    return {
+        "node_features": node_features.numpy(),
+        "edge_features": graph["edge_features"].numpy(),
+        "world_features": graph["world_features"].numpy(),
+        "receivers": graph["receivers"].numpy(),
+        "senders": graph["senders"].numpy(),
+        "world_body": graph["world_body"].numpy(),
+    }
+
+
+def physics_expert_3d_feeds(model, data_dir, max_batches: int = 8, batch_graphs: int = 8) -> Iterator[dict]:
+    for batch in physics_expert_batches(model, data_dir, max_batches, batch_graphs):
+        if batch["history"].shape[-1] != 13:
+            raise ValueError(
+                f"{data_dir}: a 2D dataset (states with {batch['history'].shape[-1]} fields); the 3D model reads "
+                "3D datasets (13 fields): pass a 3D dataset as --calibration-data"
+            )
+        yield physics_expert_3d_inputs(model, batch)
+
+
+def physics_expert_3d_network(model) -> dict:
+    from physworld.models.physics_expert_3d import EDGE_FEATURES, NODE_STATIC_FEATURES, WORLD_FEATURES
+
+    spec = physics_expert_network(model)  # the same step module, names and dynamic axes
+    n, e, w = 5, 8, 3  # example sizes only: every axis is dynamic
+    spec["example"] = (
+        torch.randn(n, 6 * model.config.history + NODE_STATIC_FEATURES),
+        torch.randn(e, EDGE_FEATURES),
+        torch.randn(w, WORLD_FEATURES),
+        torch.randint(0, n, (e,)),
+        torch.randint(0, n, (e,)),
+        torch.randint(0, n, (w,)),
+    )
+    spec["feeds"] = physics_expert_3d_feeds
+    return spec
 
 
 # ---------------------------------------------------------------- the state-space model's step
@@ -334,6 +385,7 @@ def visual_expert_network(model) -> dict:
 # exportable step yet.
 NETWORKS = {
     "physics-expert": physics_expert_network,
+    "physics-expert-3d": physics_expert_3d_network,
     "ssm": ssm_network,
     "visual-expert": visual_expert_network,
 }
@@ -560,6 +612,25 @@ class OnnxPhysicsExpert:
         return accel.masked_fill(batch["body"][:, KINEMATIC, None] > 0.5, 0.0)
 
 
+class OnnxPhysicsExpert3D:
+    """Quacks like a PhysicsExpert3D for its `model_rollouts`: the 3D graph built by the torch model, the
+    network in onnxruntime, accelerations de-normalised as PhysicsExpert3D.accelerations."""
+
+    def __init__(self, model, onnx_path, provider: str = "cpu", threads: int = 0):
+        self.model, self.config = model, model.config
+        self.session = session(onnx_path, provider, threads)
+
+    def eval(self):
+        return self
+
+    def accelerations(self, batch: dict) -> torch.Tensor:
+        from physworld.models.physics_expert_3d import KINEMATIC
+
+        out = torch.from_numpy(self.session.run(None, physics_expert_3d_inputs(self.model, batch))[0])
+        accel = out * self.model.accel_std + self.model.accel_mean
+        return accel.masked_fill(batch["body"][:, KINEMATIC, None] > 0.5, 0.0)
+
+
 class OnnxSSM:
     """Quacks like a PhysicsSSM for `ssm.rollouts`: frame features by the torch model, the step (mixing,
     Mamba layers, decoder, gate) in onnxruntime, padding and kinematic masking as PhysicsSSM._decode."""
@@ -588,6 +659,7 @@ class OnnxSSM:
 # family -> (its onnxruntime stand-in, its model module's batched rollout function)
 RUNNERS = {
     "physics-expert": (OnnxPhysicsExpert, "physworld.models.physics_expert", "model_rollouts"),
+    "physics-expert-3d": (OnnxPhysicsExpert3D, "physworld.models.physics_expert_3d", "model_rollouts"),
     "ssm": (OnnxSSM, "physworld.models.ssm", "rollouts"),
 }
 

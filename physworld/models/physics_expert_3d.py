@@ -292,10 +292,14 @@ class PhysicsExpert3D(nn.Module):
 
     # ------------------------------------------------------------ prediction
 
+    def rotations(self, batch: dict) -> torch.Tensor:
+        """-> the rotation matrices [N, 3, 3] of the last frame's (renormalised) quaternions."""
+        q = batch["history"][:, -1, 3:7]
+        return quat_to_matrix(q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
     def forward(self, batch: dict) -> torch.Tensor:
         """-> normalised accelerations [N, 6] (linear, angular)."""
-        q = batch["history"][:, -1, 3:7]
-        rot = quat_to_matrix(q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))  # [N, 3, 3]
+        rot = self.rotations(batch)  # [N, 3, 3]
         graph = self.build_graph(batch, rot)
         nodes = self.node_encoder(self.node_features(batch, rot))  # [N, H]
         edges = self.edge_encoder(graph["edge_features"])  # [E, H]
