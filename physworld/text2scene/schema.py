@@ -19,8 +19,9 @@ The compact target (what the T5 parser learns to write) is the same information 
 in the order a prompt says them (count, size, colour, material, noun), an absent attribute left out
 (sizes and colours are closed sets and the noun comes last, so each word's field is known from the word),
 relations by subject: an alignment a small seq2seq model learns fast. An earlier form wrote "_" for each
-absent attribute ("1 _ _ _ ramp"); runs of identical "_" made T5's decoder lose its place and repeat
-itself (BENCHMARKS.md, text2scene), so they are gone from the target; from_compact still reads them.
+absent attribute ("1 _ _ _ ramp"); early in training, runs of identical "_" made T5's decoder lose its
+place and repeat itself (the final accuracy was the same: BENCHMARKS.md, text2scene); the line is
+shorter without them, and from_compact still reads them.
 """
 
 from __future__ import annotations
