@@ -71,6 +71,23 @@ def test_compact_round_trip_and_schema_check():
     t = from_compact("d2 ; 1 _ blue _ ball ; 1 _ _ _ box | on 0 1 | _")
     tp, got, want = field_counts(t, s)
     assert (tp, got, want) == (want - 1, want, want)
+    # attributes are named by their word (sizes and colours are closed sets, the rest is the material);
+    # the older fixed-slot lines with "_" for an absent attribute still read the same
+    o = from_compact("d2 ; 2 large red steel ball | _ | _")["objects"][0]
+    assert (o["size"], o["colour"], o["material"], o["name"], o["count"]) == (
+        "large",
+        "red",
+        "steel",
+        "ball",
+        2,
+    )
+    assert same_scene(from_compact("d2 ; 1 red ball ; 1 box | on 0 1 | _"), s)
+    assert (
+        from_compact("d2 ; 3 small steel can | _ | _")["objects"][0]
+        == from_compact("d2 ; 3 small _ steel can | _ | _")["objects"][0]
+    )
+    with pytest.raises(SceneError, match="two colour"):
+        from_compact("d2 ; 1 red blue ball | _ | _")
 
 
 def test_heldout_phrasings_never_reach_training():
@@ -137,9 +154,7 @@ def test_rules_parser_on_generated_and_handwritten_prompts(kb, handwritten):
     hits = sum(same_scene(parse_rules(h["prompt"], kb), check_scene(h["scene"])) for h in handwritten)
     assert len(handwritten) >= 30 and hits >= 0.9 * len(handwritten)
     s = parse_rules("a red ball rolls down a ramp into a tower of five blocks", kb)
-    assert (
-        to_compact(s) == "d2 ; 1 _ red _ ball ; 1 _ _ _ ramp ; 5 _ _ _ block | on 0 1 ; stacked 2 | roll 0 2"
-    )
+    assert to_compact(s) == "d2 ; 1 red ball ; 1 ramp ; 5 block | on 0 1 ; stacked 2 | roll 0 2"
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", "asdf qwerty uiop", "the and of with", "a tower of 50 blocks"])

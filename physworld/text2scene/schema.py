@@ -15,10 +15,13 @@ base resolves the name (kb.py). An object with count n stands for n copies (a to
 one object, count 5, with the relation "stacked").
 
 The compact target (what the T5 parser learns to write) is the same information as a short line, e.g.
-"d2 ; 1 small red rubber ball ; 1 _ _ _ ramp ; 5 _ _ _ block | on 0 1 ; stacked 2 | roll 0 2", each object's
-words in the order a prompt says them (count, size, colour, material, noun), relations by subject: an
-alignment a small seq2seq model learns fast (issue 14 measured 100% exact match in under a minute on a
-compact target where raw JSON took five).
+"d2 ; 1 small red rubber ball ; 1 ramp ; 5 block | on 0 1 ; stacked 2 | roll 0 2", each object's words
+in the order a prompt says them (count, size, colour, material, noun), an absent attribute left out
+(sizes and colours are closed sets and the noun comes last, so each word's field is known from the word),
+relations by subject: an alignment a small seq2seq model learns fast. An earlier form wrote "_" for each
+absent attribute ("1 _ _ _ ramp"); early in training, runs of identical "_" made T5's decoder lose its
+place and repeat itself (the final accuracy was the same: BENCHMARKS.md, text2scene); the line is
+shorter without them, and from_compact still reads them.
 """
 
 from __future__ import annotations
@@ -143,14 +146,10 @@ def canonical(scene: dict) -> dict:
 def to_compact(scene: dict) -> str:
     objs = " ; ".join(
         " ".join(
-            [
-                str(o["count"]),
-                o["size"] or "_",
-                o["colour"] or "_",
-                (o["material"] or "_").replace(" ", "_"),
-                o["name"].replace(" ", "_"),
-            ]
-        )  # fmt: skip
+            [str(o["count"])]
+            + [o[k].replace(" ", "_") for k in ("size", "colour", "material") if o[k]]
+            + [o["name"].replace(" ", "_")]
+        )
         for o in scene["objects"]
     )
     rels = " ; ".join(
@@ -177,15 +176,21 @@ def from_compact(text: str) -> dict:
         raise SceneError(f"compact scene: expected d2 or d3 first, got {items[0]!r}")
     scene = empty_scene(int(items[0][1]))
 
-    def opt(v):
-        return None if v == "_" else v.replace("_", " ")
-
     for item in items[1:]:
         words = item.split()
-        if len(words) != 5 or not words[0].isdigit():
-            raise SceneError(f"compact scene: object {item!r} is not 'count size colour material name'")
+        if len(words) < 2 or not words[0].isdigit():
+            raise SceneError(f"compact scene: object {item!r} is not 'count [size] [colour] [material] name'")
+        attrs = {"size": None, "colour": None, "material": None}
+        for w in words[1:-1]:  # "_" is an absent attribute (the older fixed-slot format wrote them)
+            key = "size" if w in SIZES else "colour" if w in COLOURS else None if w == "_" else "material"
+            if key is not None and attrs[key] is not None:
+                raise SceneError(f"compact scene: object {item!r} has two {key} words")
+            if key is not None:
+                attrs[key] = w.replace("_", " ")
         scene["objects"].append(
-            new_object(words[4].replace("_", " "), opt(words[3]), opt(words[2]), opt(words[1]), int(words[0]))
+            new_object(
+                words[-1].replace("_", " "), attrs["material"], attrs["colour"], attrs["size"], int(words[0])
+            )
         )
     if rels != "_":
         for item in rels.split(";"):
