@@ -4,6 +4,7 @@ the labelled / unlabelled split mark (data/splits.py), on tiny data and tiny mod
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +120,14 @@ def test_split_mark_and_refusals(world, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "a labelled split" in err and len(err.splitlines()) == 1, err
     assert not (world / "refused").exists()
+    # and the reverse: supervised training refuses an unlabelled split
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "visual_expert" / "tiny.yaml")
+    out = world / "refused_ve"
+    args = ["train", "visual-expert", "--config", config, f"data.train_dir={world / 'unlabelled'}"]
+    code = main([*args, f"train.output_dir={out}", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "an unlabelled split" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
 
 
 def test_colour_instances_recover_the_bodies_from_pixels(world):

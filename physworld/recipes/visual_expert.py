@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from physworld.data import clips as C
 from physworld.data.clip_labels import ClipWindows, check_clips_fit, clip_labels, collate_windows
+from physworld.data.splits import require_split
 from physworld.data.windows import EpochSampler
 from physworld.fileio import atomic_write_json, check_output_path, remove_stale_temporaries
 from physworld.models.visual_expert import (
@@ -332,6 +333,8 @@ def train(cfg: RecipeConfig, progress: bool = True) -> dict:
     # On a GPU a kernel without a deterministic version warns instead of stopping the run.
     set_deterministic(cfg.train.deterministic, warn_only=device.type != "cpu")
 
+    # Supervised training reads labels: a split generated with --split unlabelled is refused here.
+    require_split(cfg.data.train_dir, "labelled", "data.train_dir")
     dataset = load_windows(cfg.data.train_dir, cfg, cfg.data.window_stride, progress=progress)
     train_types = sorted({dataset.labels["scenario_types"][i] for i, _ in dataset.windows})
     stats = normalisation(dataset, cfg.model.dims)
