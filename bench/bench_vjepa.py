@@ -46,21 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _load_model_module():
-    """physworld/models/vjepa.py by its path: it needs torch and transformers alone, while the package
-    physworld.models imports the PhysicsExpert and with it the simulators (pymunk), absent on a GPU box."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "physworld_vjepa_model", ROOT / "physworld" / "models" / "vjepa.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-V = _load_model_module()
+from physworld.models import vjepa as V  # noqa: E402  (torch + transformers only: no simulator imported)
 
 
 def model_config(name: str) -> tuple[V.VJEPAConfig, int, int]:

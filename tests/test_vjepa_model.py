@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -115,3 +118,14 @@ def test_load_save_pretrained_directory_and_clear_errors(tmp_path, monkeypatch):
         V.load_video_encoder(tmp_path)
     with pytest.raises(FileNotFoundError, match="hub"):
         V.load_video_encoder("physworld-no-such-org/no-such-vjepa2-model")
+
+
+def test_the_model_file_needs_no_simulator():
+    # GPU machines may lack pymunk and pyarrow: the encoder (and bench_vjepa.py --synthetic) must not need them
+    code = (
+        "import sys; sys.modules.update(pymunk=None, pybullet=None, pyarrow=None)\n"
+        "from physworld.models.vjepa import load_video_encoder\n"
+        "print(load_video_encoder()[1]['dim'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
